@@ -1,0 +1,709 @@
+"""Study files: typed, frozen pydantic models, loading and validation.
+
+A study file is YAML read with :func:`yaml.safe_load` (no Python tags) into
+:class:`Study`. Every model forbids unknown keys and is frozen. :func:`load_study`
+turns every problem into one line ``file: path.to.field: message`` and raises
+:class:`StudyError` carrying them, before anything is created or Ray is started.
+
+Parameters that may vary per sample (defect counts, rotations, dose, noise) accept a
+fixed value, a list of choices, or a range ``{min, max, log}``; :func:`sample_param`
+draws from any of them with a caller's generator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal, Self
+
+import numpy as np
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+
+from hpcbench.simulate.optics import max_scattering_angle
+from hpcbench.structures.defects import DefectName, GrapheneDefect, MX2Defect
+
+__all__ = [
+    "DATA_FORMAT_VERSION",
+    "Corruption",
+    "DatasetSpec",
+    "DefectAmount",
+    "Detector",
+    "FloatParam",
+    "FrozenPhononSpec",
+    "GrapheneStructure",
+    "ImageSpec",
+    "IncoherentSimulation",
+    "IntParam",
+    "IntRange",
+    "LabelSpec",
+    "MX2Structure",
+    "Messy",
+    "MultisliceSimulation",
+    "Range",
+    "Study",
+    "StudyError",
+    "dataset_hash",
+    "load_study",
+    "sample_param",
+    "validate_study_data",
+]
+
+# Bumped whenever generation code changes the bytes a given spec produces, so old
+# datasets are not mistaken for current ones (it enters every dataset hash).
+DATA_FORMAT_VERSION = 1
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+METALS = ("Mo", "W", "Nb", "Ta", "Ti", "V", "Cr")
+ANIONS = ("S", "Se", "Te")
+_MX2_FORMULA = re.compile(r"^(" + "|".join(METALS) + r")(" + "|".join(ANIONS) + r")2$")
+
+
+class StudyError(Exception):
+    """A study file is invalid; ``lines`` holds one ``file: field: message`` per problem."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        self.lines = list(lines)
+        super().__init__("\n".join(self.lines))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- params
+
+
+class Range(_Model):
+    """A continuous range sampled uniformly, or log-uniformly when ``log`` is true."""
+
+    min: float
+    max: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) must be <= max ({self.max:g})")
+        if self.log and self.min <= 0:
+            raise ValueError("a log range needs min > 0")
+        return self
+
+
+class IntRange(_Model):
+    """An integer range ``[min, max]`` (both inclusive) sampled uniformly."""
+
+    min: int
+    max: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must be <= max ({self.max})")
+        return self
+
+
+def _param_tag(value: Any) -> str:
+    if isinstance(value, Mapping | Range | IntRange):
+        return "range"
+    if isinstance(value, list | tuple):
+        return "choices"
+    return "value"
+
+
+_PARAM_ERROR = {
+    "custom_error_type": "invalid_param",
+    "custom_error_message": "must be a number, a list of choices or {min, max}",
+}
+
+FloatParam = Annotated[
+    Annotated[float, Tag("value")]
+    | Annotated[Range, Tag("range")]
+    | Annotated[list[float], Field(min_length=1), Tag("choices")],
+    Discriminator(_param_tag, **_PARAM_ERROR),  # type: ignore[arg-type]
+]
+IntParam = Annotated[
+    Annotated[int, Tag("value")]
+    | Annotated[IntRange, Tag("range")]
+    | Annotated[list[int], Field(min_length=1), Tag("choices")],
+    Discriminator(_param_tag, **_PARAM_ERROR),  # type: ignore[arg-type]
+]
+
+
+def _bounds(param: FloatParam | IntParam) -> tuple[float, float]:
+    if isinstance(param, Range | IntRange):
+        return float(param.min), float(param.max)
+    if isinstance(param, list):
+        return float(min(param)), float(max(param))
+    return float(param), float(param)
+
+
+def _at_least(low: float, *, strict: bool = False) -> Any:
+    op = ">" if strict else ">="
+
+    def check(param: Any) -> Any:
+        if param is None:
+            return param
+        smallest, _ = _bounds(param)
+        if smallest < low or (strict and smallest == low):
+            raise ValueError(f"must be {op} {low:g}")
+        return param
+
+    return AfterValidator(check)
+
+
+def _at_most(high: float) -> Any:
+    def check(param: Any) -> Any:
+        if param is None:
+            return param
+        _, largest = _bounds(param)
+        if largest > high:
+            raise ValueError(f"must be <= {high:g}")
+        return param
+
+    return AfterValidator(check)
+
+
+PositiveFloat = Annotated[float, _at_least(0.0, strict=True)]
+NonNegativeFloat = Annotated[float, _at_least(0.0)]
+NonNegativeParam = Annotated[FloatParam, _at_least(0.0)]
+PositiveParam = Annotated[FloatParam, _at_least(0.0, strict=True)]
+NonNegativeIntParam = Annotated[IntParam, _at_least(0.0)]
+Probability = Annotated[float, _at_least(0.0), _at_most(1.0)]
+
+
+def sample_param(param: FloatParam | IntParam, rng: np.random.Generator) -> float:
+    """Draw one value of a per-sample parameter.
+
+    Parameters
+    ----------
+    param : float, int, list or Range/IntRange
+        A fixed value (returned as is, no draw), a list of choices (uniform), a
+        :class:`Range` (uniform, or log-uniform) or an :class:`IntRange` (inclusive).
+    rng : numpy.random.Generator
+        The caller's generator.
+    """
+    if isinstance(param, Range):
+        if param.log:
+            return float(np.exp(rng.uniform(np.log(param.min), np.log(param.max))))
+        return float(rng.uniform(param.min, param.max))
+    if isinstance(param, IntRange):
+        return float(rng.integers(param.min, param.max, endpoint=True))
+    if isinstance(param, list):
+        return float(param[int(rng.integers(len(param)))])
+    return float(param)
+
+
+# ----------------------------------------------------------------------- structures
+
+
+class DefectAmount(_Model):
+    """How many defects of one class to make: a count per supercell or a concentration.
+
+    ``concentration`` is the fraction of candidate sites (anion sites for anion
+    vacancies, metal sites for metal-site defects, carbon sites for graphene) that
+    carry the defect; the count is then ``round(concentration · n_sites)``.
+    """
+
+    count: NonNegativeIntParam | None = None
+    concentration: Annotated[FloatParam | None, _at_least(0.0), _at_most(1.0)] = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.count is None) == (self.concentration is None):
+            raise ValueError("give exactly one of count or concentration")
+        return self
+
+
+class Messy(_Model):
+    """Seed-003 "messy" transforms: rotation, grain boundary, beam damage.
+
+    For each structure, a grain boundary is made with probability
+    ``grain_boundary_probability`` (relative rotation from ``grain_rotation`` [deg],
+    separation from ``grain_separation`` [Å], negative = overlap), otherwise the lattice
+    is rotated by a choice of ``rotation`` [deg]. Independently, with probability
+    ``beam_damage_probability``, a random atom and neighbours (``beam_damage_atoms``
+    in total) are removed.
+    """
+
+    rotation: FloatParam = [0.0, 30.0, 45.0]
+    grain_boundary_probability: Probability = 0.5
+    grain_rotation: FloatParam = [0.0, 10.0, 30.0, 45.0]
+    grain_separation: FloatParam = Range(min=-3.0, max=3.0)
+    beam_damage_probability: Probability = 0.5
+    beam_damage_atoms: Annotated[IntParam, _at_least(1.0)] = IntRange(min=5, max=30)
+
+
+class MX2Structure(_Model):
+    """Monolayer MX2 in an orthogonal supercell with seed-003 defects.
+
+    ``supercell`` counts repeats of the orthogonal ``a × a√3`` cell (two formula units)
+    along x and y.
+    """
+
+    kind: Literal["mx2"] = "mx2"
+    formula: str = "WSe2"
+    phase: Literal["2H", "1T"] = "2H"
+    a: PositiveFloat | None = None
+    supercell: tuple[Annotated[int, Field(ge=1, le=64)], Annotated[int, Field(ge=1, le=64)]] = (
+        8,
+        5,
+    )
+    defects: dict[MX2Defect, DefectAmount] = Field(default_factory=dict)
+    vacancy_arrangement: Literal["random", "pairs", "triplets", "mixed"] = "random"
+    dopants: Annotated[list[str], Field(min_length=1)] = ["Mo"]
+    position_noise: NonNegativeFloat = 0.01
+    messy: Messy | None = None
+
+    @model_validator(mode="after")
+    def _check_formula(self) -> Self:
+        if not _MX2_FORMULA.match(self.formula):
+            raise ValueError(
+                f"formula {self.formula!r} is not MX2 with M in {', '.join(METALS)} "
+                f"and X in {', '.join(ANIONS)}"
+            )
+        for element in self.dopants:
+            if element not in METALS:
+                raise ValueError(f"dopant {element!r} is not one of {', '.join(METALS)}")
+        return self
+
+
+class GrapheneStructure(_Model):
+    """Graphene in an orthogonal supercell with vacancies and Si dopants (seed 004).
+
+    ``supercell`` counts repeats of the orthogonal ``a × a√3`` cell (four carbon atoms)
+    along x and y.
+    """
+
+    kind: Literal["graphene"]
+    a: PositiveFloat = 2.46
+    supercell: tuple[Annotated[int, Field(ge=1, le=64)], Annotated[int, Field(ge=1, le=64)]] = (
+        6,
+        4,
+    )
+    defects: dict[GrapheneDefect, DefectAmount] = Field(default_factory=dict)
+    position_noise: NonNegativeFloat = 0.01
+    messy: Messy | None = None
+
+
+def _structure_tag(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        return str(value.get("kind", "mx2"))
+    return getattr(value, "kind", None)
+
+
+StructureSpec = Annotated[
+    Annotated[MX2Structure, Tag("mx2")] | Annotated[GrapheneStructure, Tag("graphene")],
+    Discriminator(_structure_tag),
+]
+
+
+# ----------------------------------------------------------------------- simulation
+
+
+class Detector(_Model):
+    """Annular detector collection angles [mrad]."""
+
+    inner: NonNegativeFloat = 50.0
+    outer: PositiveFloat = 200.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.inner >= self.outer:
+            raise ValueError(f"inner ({self.inner:g}) must be < outer ({self.outer:g})")
+        return self
+
+
+class FrozenPhononSpec(_Model):
+    """Frozen-phonon configurations: count and displacement std per element [Å]."""
+
+    count: Annotated[int, Field(ge=1, le=256)] = 1
+    sigmas: PositiveFloat | dict[str, PositiveFloat] = 0.1
+
+
+class _Optics(_Model):
+    """Probe optics, named as in abTEM."""
+
+    energy: PositiveFloat = 80e3
+    semiangle_cutoff: PositiveFloat = 25.0
+    defocus: float = 40.0
+    Cs: NonNegativeFloat = 4e5
+    detector: Detector = Detector()
+
+
+class IncoherentSimulation(_Optics):
+    """Incoherent model (seed 000's incoSTEM): Σ Z^γ at atoms ⊗ probe intensity.
+
+    ``sampling`` [Å] is the grid the periodic image is rendered on before the crop is
+    interpolated to the image's pixel size.
+    """
+
+    method: Literal["incoherent"]
+    gamma: PositiveFloat = 1.7
+    sampling: PositiveFloat = 0.05
+
+
+class MultisliceSimulation(_Optics):
+    """HAADF-STEM with abTEM, multislice or PRISM.
+
+    ``sampling`` [Å] is the potential/wave grid spacing; ``scan_sampling`` [Å] the
+    probe step (``None``: Nyquist for the probe's band limit); ``prism_interpolation``
+    applies to ``method: prism`` only.
+    """
+
+    method: Literal["multislice", "prism"]
+    sampling: PositiveFloat = 0.05
+    scan_sampling: PositiveFloat | None = None
+    slice_thickness: PositiveFloat = 1.0
+    frozen_phonons: FrozenPhononSpec = FrozenPhononSpec()
+    prism_interpolation: Annotated[int, Field(ge=1, le=16)] = 1
+
+    @model_validator(mode="after")
+    def _grid_resolves_detector(self) -> Self:
+        limit = max_scattering_angle(self.energy, self.sampling)
+        if self.detector.outer > limit:
+            raise ValueError(
+                f"sampling {self.sampling:g} Å resolves only {limit:.0f} mrad at "
+                f"{self.energy:g} eV, below detector.outer {self.detector.outer:g} mrad; "
+                f"use sampling <= "
+                f"{self.sampling * limit / self.detector.outer:.3f} Å"
+            )
+        if self.method == "multislice" and self.prism_interpolation != 1:
+            raise ValueError("prism_interpolation applies to method: prism only")
+        return self
+
+
+def _simulation_tag(value: Any) -> str | None:
+    method = value.get("method") if isinstance(value, Mapping) else getattr(value, "method", None)
+    if method in ("multislice", "prism"):
+        return "multislice"
+    return None if method is None else str(method)
+
+
+SimulationSpec = Annotated[
+    Annotated[IncoherentSimulation, Tag("incoherent")]
+    | Annotated[MultisliceSimulation, Tag("multislice")],
+    Discriminator(
+        _simulation_tag,
+        custom_error_type="invalid_method",
+        custom_error_message="method must be one of incoherent, multislice, prism",
+    ),
+]
+
+
+# ------------------------------------------------------------- image, noise, labels
+
+
+class ImageSpec(_Model):
+    """The image cut from the periodic tiling of a structure.
+
+    ``shape`` is (rows, columns) [px]; ``pixel_size`` [Å]; ``rotation`` [deg] of the
+    crop relative to the cell axes (per sample).
+    """
+
+    shape: tuple[Annotated[int, Field(ge=8, le=4096)], Annotated[int, Field(ge=8, le=4096)]] = (
+        128,
+        128,
+    )
+    pixel_size: PositiveFloat = 0.1
+    rotation: FloatParam = Range(min=0.0, max=360.0)
+
+
+class Corruption(_Model):
+    """Seeded corruption of a clean image; all parameters may vary per sample.
+
+    ``dose`` [e/Å²] (``None``: no counting noise); ``read_noise`` Gaussian std in units
+    of the clean image's mean; ``blur`` source-size Gaussian std [Å]; ``jitter`` std of
+    per-scan-line shifts [Å]; ``drift`` total sample drift over the frame [Å] (random
+    direction, gives shear/stretch); ``background`` amplitude of a slow
+    contamination-like background relative to the image mean, with correlation length
+    ``background_scale`` [Å]; ``contrast`` and ``brightness`` a final linear map.
+    """
+
+    dose: PositiveParam | None = None
+    read_noise: NonNegativeParam = 0.0
+    blur: NonNegativeParam = 0.0
+    jitter: NonNegativeParam = 0.0
+    drift: NonNegativeParam = 0.0
+    background: NonNegativeParam = 0.0
+    background_scale: PositiveFloat = 20.0
+    contrast: PositiveParam = 1.0
+    brightness: FloatParam = 0.0
+
+
+class LabelSpec(_Model):
+    """Which defect classes the mask holds.
+
+    Class ``classes[i]`` has mask value ``i + 1`` (with ``lattice: true``, lattice
+    atoms get value 1 and defects ``i + 2``); everything else is 0. ``radius`` [Å] is
+    the disk drawn around each labelled atom or vacancy site.
+    """
+
+    classes: Annotated[list[DefectName], Field(min_length=1)]
+    radius: PositiveFloat = 0.6
+    lattice: bool = False
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes must not repeat")
+        return self
+
+
+class DatasetSpec(_Model):
+    """One dataset: how to build, simulate, crop, corrupt and label ``size`` images.
+
+    ``images_per_structure`` crops are cut from each simulated structure (the
+    expensive part is done once per structure); ``shard_size`` images go in each
+    Parquet file and must be a multiple of ``images_per_structure`` so a structure is
+    simulated in exactly one shard.
+    """
+
+    structure: StructureSpec
+    simulation: SimulationSpec
+    image: ImageSpec = ImageSpec()
+    corruption: Corruption | None = None
+    labels: LabelSpec
+    size: Annotated[int, Field(ge=1, le=10_000_000)]
+    images_per_structure: Annotated[int, Field(ge=1)] = 1
+    shard_size: Annotated[int, Field(ge=1)] = 256
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.shard_size % self.images_per_structure:
+            raise ValueError(
+                f"shard_size ({self.shard_size}) must be a multiple of "
+                f"images_per_structure ({self.images_per_structure})"
+            )
+        allowed = (
+            MX2Defect.__args__
+            if isinstance(self.structure, MX2Structure)
+            else GrapheneDefect.__args__
+        )
+        wrong = [c for c in self.labels.classes if c not in allowed]
+        if wrong:
+            raise ValueError(
+                f"labels.classes {wrong} do not exist in a {self.structure.kind} structure"
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------- study
+
+
+def _slug(value: str) -> str:
+    if not _SLUG.match(value):
+        raise ValueError(
+            f"{value!r} must be 1-64 lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _relative_path(value: str) -> str:
+    path = PurePosixPath(value.replace("\\", "/"))
+    if path.is_absolute() or re.match(r"^[A-Za-z]:", value):
+        raise ValueError(f"{value!r} must be relative to the output root")
+    if ".." in path.parts:
+        raise ValueError(f"{value!r} escapes the output root")
+    if not path.parts:
+        raise ValueError("must not be empty")
+    return str(path)
+
+
+Slug = Annotated[str, AfterValidator(_slug)]
+
+
+class Study(_Model):
+    """A benchmark study.
+
+    ``output`` is a relative directory under the output root (``--root``, default the
+    working directory) where datasets, runs and reports of this study go; it defaults
+    to the study's name. Training, evaluation and report sections are added by later
+    stages of hpcbench.
+    """
+
+    name: Slug
+    description: str = ""
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    output: Annotated[str, AfterValidator(_relative_path)] | None = None
+    datasets: Annotated[dict[Slug, DatasetSpec], Field(min_length=1)]
+    smoke: dict[str, Any] | None = None
+
+    def output_dir(self, root: Path) -> Path:
+        """The study's output directory under ``root``."""
+        return root / (self.output if self.output is not None else self.name)
+
+    def dataset_dir(self, root: Path, name: str) -> Path:
+        """``<output>/datasets/<name>-<hash12>`` for dataset ``name``."""
+        return self.output_dir(root) / "datasets" / f"{name}-{dataset_hash(self, name)}"
+
+
+def dataset_hash(study: Study, name: str) -> str:
+    """First 12 hex digits of the SHA-256 of everything that determines a dataset's bytes.
+
+    That is the data format version, the root seed, the dataset's name (seeds derive
+    from it) and its resolved spec with defaults filled in.
+    """
+    payload = {
+        "format": DATA_FORMAT_VERSION,
+        "seed": study.seed,
+        "name": name,
+        "spec": study.datasets[name].model_dump(mode="json"),
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# ------------------------------------------------------------------------- loading
+
+_TAGS = {"structure": {"mx2", "graphene"}, "simulation": {"incoherent", "multislice"}}
+
+_PARAM_TAGS = {"value", "range", "choices"}
+
+_MESSAGES: dict[str, str] = {
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "missing": "required",
+    "extra_forbidden": "unknown key",
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "too_short": "must have at least {min_length} item(s)",
+    "literal_error": "must be one of {expected}",
+}
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        text = str(item)
+        if parts and parts[-1] in _TAGS and text in _TAGS[parts[-1]]:
+            continue  # the discriminated-union branch, not a key the user wrote
+        if text in _PARAM_TAGS or text.startswith(("function-", "nullable[")):
+            continue  # a union member tried by pydantic, not a key the user wrote
+        if parts and text == "[key]":
+            continue
+        parts.append(text)
+    return ".".join(parts) or "(top level)"
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    ctx = error.get("ctx") or {}
+    template = _MESSAGES.get(error["type"])
+    if template is not None:
+        try:
+            return template.format(**ctx)
+        except KeyError:
+            pass
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message
+
+
+def _format_errors(source: str, exc: ValidationError) -> list[str]:
+    lines: dict[str, None] = {}
+    for error in exc.errors():
+        loc = error["loc"]
+        # A value that may be a number, a list or a range fails as each of them; report
+        # the first failure per location only, so one mistake gives one line.
+        location = _location(loc)
+        if any(line.startswith(f"{source}: {location}: ") for line in lines):
+            continue
+        lines[f"{source}: {location}: {_message(error)}"] = None
+    return list(lines)
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def validate_study_data(
+    data: Any, *, source: str = "<study>", smoke: bool = False
+) -> Study:
+    """Validate an already-parsed study mapping; see :func:`load_study`."""
+    if data is None:
+        raise StudyError([f"{source}: (top level): empty study file"])
+    if not isinstance(data, Mapping):
+        raise StudyError([f"{source}: (top level): must be a mapping of keys to values"])
+    try:
+        study = Study.model_validate(data)
+    except ValidationError as exc:
+        raise StudyError(_format_errors(source, exc)) from None
+    if study.smoke is not None:
+        # The smoke block must itself give a valid study, whether or not it is used now.
+        merged = _deep_merge({k: v for k, v in data.items() if k != "smoke"}, study.smoke)
+        try:
+            smoked = Study.model_validate(merged)
+        except ValidationError as exc:
+            errors = _format_errors(source, exc)
+            raise StudyError([line.replace(": ", ": smoke.", 1) for line in errors]) from None
+        if smoke:
+            return smoked
+    return study
+
+
+def load_study(path: str | Path, *, smoke: bool = False) -> Study:
+    """Read and validate a study file.
+
+    Parameters
+    ----------
+    path : str or Path
+        YAML study file.
+    smoke : bool
+        Merge the file's ``smoke:`` block over it (a tiny version of the study).
+
+    Raises
+    ------
+    StudyError
+        With one ``file: path.to.field: message`` line per problem.
+    """
+    path = Path(path)
+    source = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StudyError([f"{path}: (top level): no such file"]) from None
+    except IsADirectoryError:
+        raise StudyError([f"{path}: (top level): is a directory, not a study file"]) from None
+    except UnicodeDecodeError:
+        raise StudyError([f"{source}: (top level): not UTF-8 text"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        first = str(problem).splitlines()[0]
+        raise StudyError([f"{source}: (top level): not valid YAML{where}: {first}"]) from None
+    return validate_study_data(data, source=source, smoke=smoke)
