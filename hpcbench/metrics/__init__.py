@@ -1,0 +1,1 @@
+"""Metrics on images, masks and detections (plain functions)."""
