@@ -648,9 +648,7 @@ def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[st
     return merged
 
 
-def validate_study_data(
-    data: Any, *, source: str = "<study>", smoke: bool = False
-) -> Study:
+def validate_study_data(data: Any, *, source: str = "<study>", smoke: bool = False) -> Study:
     """Validate an already-parsed study mapping; see :func:`load_study`."""
     if data is None:
         raise StudyError([f"{source}: (top level): empty study file"])

@@ -1,0 +1,1 @@
+"""Datasets: Ray Data generation, Arrow schema, manifests and readers."""
