@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 import numpy as np
 import yaml
@@ -132,13 +132,13 @@ FloatParam = Annotated[
     Annotated[float, Tag("value")]
     | Annotated[Range, Tag("range")]
     | Annotated[list[float], Field(min_length=1), Tag("choices")],
-    Discriminator(_param_tag, **_PARAM_ERROR),  # type: ignore[arg-type]
+    Discriminator(_param_tag, **_PARAM_ERROR),
 ]
 IntParam = Annotated[
     Annotated[int, Tag("value")]
     | Annotated[IntRange, Tag("range")]
     | Annotated[list[int], Field(min_length=1), Tag("choices")],
-    Discriminator(_param_tag, **_PARAM_ERROR),  # type: ignore[arg-type]
+    Discriminator(_param_tag, **_PARAM_ERROR),
 ]
 
 
@@ -487,10 +487,8 @@ class DatasetSpec(_Model):
                 f"shard_size ({self.shard_size}) must be a multiple of "
                 f"images_per_structure ({self.images_per_structure})"
             )
-        allowed = (
-            MX2Defect.__args__
-            if isinstance(self.structure, MX2Structure)
-            else GrapheneDefect.__args__
+        allowed = get_args(
+            MX2Defect if isinstance(self.structure, MX2Structure) else GrapheneDefect
         )
         wrong = [c for c in self.labels.classes if c not in allowed]
         if wrong:
