@@ -67,7 +67,8 @@ class CropGeometry:
             World positions ``(x, y)`` [Å].
         """
         p = np.asarray(colrow, dtype=np.float64) * self.pixel_size
-        return p @ self._matrix().T + np.asarray(self.offset)
+        world: NDArray[np.float64] = p @ self._matrix().T + np.asarray(self.offset)
+        return world
 
     def world_to_pixel(self, xy: ArrayLike) -> NDArray[np.float64]:
         """Pixel coordinates of world positions (inverse of :meth:`pixel_to_world`).
@@ -83,7 +84,8 @@ class CropGeometry:
             Fractional pixel coordinates ``(col, row)`` [px].
         """
         d = np.asarray(xy, dtype=np.float64) - np.asarray(self.offset)
-        return (d @ self._matrix()) / self.pixel_size
+        pixel: NDArray[np.float64] = (d @ self._matrix()) / self.pixel_size
+        return pixel
 
     def corners(self) -> NDArray[np.float64]:
         """World positions ``(x, y)`` [Å] of the four outer corners of the crop's pixels."""
