@@ -1,0 +1,340 @@
+"""A dataset's ``_manifest.json``: how it was made and a checksum per shard; verification.
+
+The manifest records the resolved dataset spec, the study's root seed, the dataset's
+name and hash, the hpcbench, data-format and pyarrow versions, one
+:class:`~hpcbench.datasets.sink.ShardRecord` per shard written, and timings. It is
+replaced atomically (temporary ``.``-file, then :func:`os.replace`), during generation
+every few seconds as shards complete and once at the end, so it always lists only
+shards that were fully written.
+
+A shard is *intact* when the manifest lists it with the expected row count and its
+file has the recorded size and SHA-256. :func:`verify` checks every shard and reports
+missing, damaged and extra files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import pyarrow as pa
+from pydantic import ValidationError
+
+from hpcbench import __version__
+from hpcbench.datasets.sink import SHARD_PREFIX, ShardRecord, file_sha256, shard_name
+from hpcbench.study import DATA_FORMAT_VERSION, DatasetSpec, Study, dataset_hash
+
+__all__ = [
+    "MANIFEST_FORMAT",
+    "MANIFEST_NAME",
+    "Manifest",
+    "ManifestError",
+    "Problem",
+    "VerifyReport",
+    "read_manifest",
+    "shard_layout",
+    "shard_problem",
+    "verify",
+    "write_manifest",
+]
+
+MANIFEST_NAME: Final = "_manifest.json"
+MANIFEST_FORMAT: Final = "hpcbench.dataset"
+
+
+class ManifestError(Exception):
+    """A manifest is missing, unreadable or malformed."""
+
+
+def shard_layout(size: int, shard_size: int) -> list[tuple[int, int]]:
+    """``(first_sample_id, rows)`` of every shard of a dataset of ``size`` samples."""
+    return [(first, min(shard_size, size - first)) for first in range(0, size, shard_size)]
+
+
+@dataclass
+class Manifest:
+    """The manifest of one dataset directory.
+
+    Attributes
+    ----------
+    name, study, seed, hash : str, str, int, str
+        Dataset name, study name, the study's root seed and the dataset hash.
+    spec : dict
+        The resolved dataset spec (``DatasetSpec.model_dump(mode="json")``).
+    shards : dict of int to ShardRecord
+        Written shards by first sample id.
+    timings : dict of str to float
+        ``generate_seconds`` (wall time of the last generation run) and
+        ``shard_seconds`` (sum of per-shard build-and-write times) [s].
+    """
+
+    name: str
+    study: str
+    seed: int
+    hash: str
+    spec: dict[str, Any]
+    shards: dict[int, ShardRecord] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    hpcbench_version: str = __version__
+    data_format_version: int = DATA_FORMAT_VERSION
+    pyarrow_version: str = pa.__version__
+
+    @classmethod
+    def for_dataset(cls, study: Study, name: str) -> Manifest:
+        """An empty manifest for dataset ``name`` of ``study``."""
+        return cls(
+            name=name,
+            study=study.name,
+            seed=study.seed,
+            hash=dataset_hash(study, name),
+            spec=study.datasets[name].model_dump(mode="json"),
+        )
+
+    @property
+    def layout(self) -> list[tuple[int, int]]:
+        """``(first_sample_id, rows)`` of every shard the spec calls for."""
+        return shard_layout(int(self.spec["size"]), int(self.spec["shard_size"]))
+
+    @property
+    def complete(self) -> bool:
+        """Whether every shard of the layout is recorded with the right row count."""
+        return all(
+            first in self.shards and self.shards[first].rows == rows for first, rows in self.layout
+        )
+
+    @property
+    def total_rows(self) -> int:
+        """Rows over all recorded shards."""
+        return sum(record.rows for record in self.shards.values())
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as a JSON-ready mapping (shards in sample order)."""
+        return {
+            "format": MANIFEST_FORMAT,
+            "name": self.name,
+            "study": self.study,
+            "seed": self.seed,
+            "hash": self.hash,
+            "hpcbench_version": self.hpcbench_version,
+            "data_format_version": self.data_format_version,
+            "pyarrow_version": self.pyarrow_version,
+            "spec": self.spec,
+            "complete": self.complete,
+            "total_rows": self.total_rows,
+            "shard_count": len(self.layout),
+            "timings": self.timings,
+            "shards": [self.shards[first].to_json() for first in sorted(self.shards)],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Manifest:
+        """Parse :meth:`to_json` output; raise :class:`ManifestError` if malformed."""
+        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+            raise ManifestError(f"not an {MANIFEST_FORMAT} manifest")
+        try:
+            records = [ShardRecord.from_json(item) for item in data["shards"]]
+            spec = data["spec"]
+            if not isinstance(spec, dict):
+                raise ManifestError("spec must be a mapping")
+            return cls(
+                name=str(data["name"]),
+                study=str(data["study"]),
+                seed=int(data["seed"]),
+                hash=str(data["hash"]),
+                spec=spec,
+                shards={record.first_sample_id: record for record in records},
+                timings={str(k): float(v) for k, v in dict(data["timings"]).items()},
+                hpcbench_version=str(data["hpcbench_version"]),
+                data_format_version=int(data["data_format_version"]),
+                pyarrow_version=str(data["pyarrow_version"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"malformed manifest: {exc}") from None
+
+
+def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
+    """Read ``directory/_manifest.json``; raise :class:`ManifestError` if missing or bad."""
+    path = Path(directory) / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ManifestError(f"no {MANIFEST_NAME}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"unreadable {MANIFEST_NAME}: {exc}") from None
+    return Manifest.from_json(data)
+
+
+def write_manifest(directory: str | os.PathLike[str], manifest: Manifest) -> None:
+    """Replace ``directory/_manifest.json`` atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = directory / f".{MANIFEST_NAME}.tmp-{uuid.uuid4().hex}"
+    try:
+        text = json.dumps(manifest.to_json(), indent=1, sort_keys=False) + "\n"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, directory / MANIFEST_NAME)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def shard_problem(directory: Path, record: ShardRecord | None, rows: int) -> str | None:
+    """Why a shard is not intact (``None`` if it is).
+
+    Parameters
+    ----------
+    directory : Path
+        Dataset directory.
+    record : ShardRecord or None
+        The manifest's record of the shard (``None``: not recorded).
+    rows : int
+        Rows the spec calls for.
+    """
+    if record is None:
+        return "not in the manifest"
+    if record.rows != rows:
+        return f"manifest records {record.rows} rows, the spec calls for {rows}"
+    path = directory / record.file
+    try:
+        size = path.stat().st_size
+        if size != record.bytes:
+            return f"size {size} bytes, manifest records {record.bytes}"
+        if file_sha256(path) != record.sha256:
+            return "sha256 differs from the manifest"
+    except FileNotFoundError:
+        return "file missing"
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    return None
+
+
+def check_shards(
+    directory: Path, manifest: Manifest | None, layout: list[tuple[int, int]]
+) -> dict[int, str | None]:
+    """:func:`shard_problem` for every shard of ``layout``, hashing files in threads."""
+
+    def check(item: tuple[int, int]) -> str | None:
+        first, rows = item
+        record = None if manifest is None else manifest.shards.get(first)
+        return shard_problem(directory, record, rows)
+
+    # hashlib releases the GIL on large updates: a few threads hash at disk speed.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        problems = list(pool.map(check, layout))
+    return {first: problem for (first, _), problem in zip(layout, problems, strict=True)}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a dataset directory.
+
+    ``kind`` is ``manifest`` (missing, unreadable or inconsistent manifest), ``missing``
+    (a shard the spec calls for is absent or unrecorded), ``damaged`` (size or checksum
+    differs) or ``extra`` (a shard file the layout does not call for).
+    """
+
+    kind: Literal["manifest", "missing", "damaged", "extra"]
+    file: str
+    detail: str
+
+    def line(self, directory: Path) -> str:
+        """``directory/file: kind: detail``."""
+        return f"{directory / self.file}: {self.kind}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Result of :func:`verify`.
+
+    Attributes
+    ----------
+    directory : Path
+        The dataset directory checked.
+    shards_ok : int
+        Shards found intact.
+    rows_ok : int
+        Rows in the intact shards.
+    problems : list of Problem
+        Everything wrong, one entry per file.
+    """
+
+    directory: Path
+    shards_ok: int
+    rows_ok: int
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        """Whether the dataset is complete and intact."""
+        return not self.problems
+
+    def lines(self) -> list[str]:
+        """One line per problem."""
+        return [problem.line(self.directory) for problem in self.problems]
+
+
+def _spec_problems(directory: Path, manifest: Manifest) -> list[Problem]:
+    try:
+        spec = DatasetSpec.model_validate(manifest.spec)
+        study = Study(name=manifest.study, seed=manifest.seed, datasets={manifest.name: spec})
+    except ValidationError as exc:
+        detail = f"spec does not validate: {exc.errors()[0]['msg']}"
+        return [Problem("manifest", MANIFEST_NAME, detail)]
+    expected = dataset_hash(study, manifest.name)
+    problems = []
+    if manifest.hash != expected:
+        detail = f"records hash {manifest.hash}, its spec hashes to {expected}"
+        problems.append(Problem("manifest", MANIFEST_NAME, detail))
+    if directory.name != f"{manifest.name}-{manifest.hash}":
+        detail = f"directory is not named {manifest.name}-{manifest.hash}"
+        problems.append(Problem("manifest", MANIFEST_NAME, detail))
+    return problems
+
+
+def verify(dataset_dir: str | os.PathLike[str]) -> VerifyReport:
+    """Check a dataset directory against its manifest.
+
+    Parameters
+    ----------
+    dataset_dir : path
+        A directory written by :func:`hpcbench.datasets.generate`.
+
+    Returns
+    -------
+    VerifyReport
+        ``ok`` when the manifest is consistent with its spec and directory name, every
+        shard the spec calls for is recorded with the right rows, size and SHA-256, and
+        no other ``shard-*.parquet`` file is present.
+    """
+    directory = Path(dataset_dir)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such dataset directory")
+    try:
+        manifest = read_manifest(directory)
+    except ManifestError as exc:
+        return VerifyReport(directory, 0, 0, [Problem("manifest", MANIFEST_NAME, str(exc))])
+    problems = _spec_problems(directory, manifest)
+    layout = manifest.layout
+    shards_ok = rows_ok = 0
+    problems_by_shard = check_shards(directory, manifest, layout)
+    for first, rows in layout:
+        problem = problems_by_shard[first]
+        if problem is None:
+            shards_ok += 1
+            rows_ok += rows
+        elif problem in ("file missing", "not in the manifest"):
+            problems.append(Problem("missing", shard_name(first), problem))
+        else:
+            problems.append(Problem("damaged", shard_name(first), problem))
+    expected = {shard_name(first) for first, _ in layout}
+    for path in sorted(directory.glob(f"{SHARD_PREFIX}*.parquet")):
+        if path.name not in expected:
+            problems.append(Problem("extra", path.name, "not a shard of this dataset's layout"))
+    return VerifyReport(directory, shards_ok, rows_ok, problems)
