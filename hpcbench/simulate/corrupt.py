@@ -1,0 +1,345 @@
+"""Seeded corruption of clean crops: scan distortion, blur, background, dose, noise.
+
+:func:`corrupt` is a pure function of ``(clean, params, seed)`` (DESIGN.md, rule 1):
+the same inputs give the same bytes, so a dose or noise ablation reuses one clean
+simulation. Its randomness comes from four independent child streams of ``seed``
+(scan distortion, background, counting noise, read noise), so switching one effect
+off never changes the draws of another.
+
+Scan distortion convention
+--------------------------
+:func:`scan_distortion` returns displacement fields ``(dy, dx)`` [px]: output pixel
+``(r, c)`` shows the clean image at row ``r + dy[r, c]`` and column ``c + dx[r, c]``
+(plus ``border`` when the clean crop is padded). A feature at clean pixel coordinates
+``(x, y)`` therefore appears where ``(x', y') + (dx, dy)(x', y') = (x, y)``;
+:func:`distort_sites` solves this for label coordinates, so masks drawn from the moved
+sites line up with the distorted image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from numpy.random import Generator, SeedSequence
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from hpcbench.simulate.labels import Sites
+from hpcbench.study import Corruption, sample_param
+
+__all__ = [
+    "CorruptionParams",
+    "corrupt",
+    "distort_sites",
+    "distortion_border",
+    "sample_corruption",
+    "scan_distortion",
+]
+
+# Child streams of a corruption seed; fixed so one effect's draws never shift another's.
+_DISTORTION, _BACKGROUND, _COUNTS, _READ = range(4)
+# Random Fourier modes of the background field: a stationary Gaussian field with a
+# squared-exponential covariance; 64 modes give a field whose one-point distribution is
+# close to Gaussian while costing two (rows × 64) @ (64 × cols) products.
+_BACKGROUND_MODES = 64
+
+
+@dataclass(frozen=True)
+class CorruptionParams:
+    """The corruption of one image (fixed values drawn from a :class:`Corruption`).
+
+    Attributes
+    ----------
+    dose : float or None
+        Electron dose [e/Å²]; ``None`` for no counting noise.
+    read_noise : float
+        Gaussian detector noise std, in units of the clean image's mean.
+    blur : float
+        Source-size Gaussian std [Å].
+    jitter : float
+        Std of the per-scan-line horizontal shifts [Å].
+    drift : float
+        Sample drift over the frame [Å], in a random direction.
+    background : float
+        Mean of the contamination-like background, in units of the clean image's mean.
+    background_scale : float
+        Correlation length of the background [Å].
+    contrast, brightness : float
+        Final linear map ``contrast · I + brightness``.
+    """
+
+    dose: float | None = None
+    read_noise: float = 0.0
+    blur: float = 0.0
+    jitter: float = 0.0
+    drift: float = 0.0
+    background: float = 0.0
+    background_scale: float = 20.0
+    contrast: float = 1.0
+    brightness: float = 0.0
+
+    def as_columns(self) -> dict[str, float | None]:
+        """The parameters as ``{name: value}`` for table columns (``dose`` may be None)."""
+        return asdict(self)
+
+
+def sample_corruption(spec: Corruption, rng: Generator | int | SeedSequence) -> CorruptionParams:
+    """Draw one image's corruption parameters.
+
+    Parameters
+    ----------
+    spec : Corruption
+        The dataset's corruption (fixed values, choices or ranges).
+    rng : Generator, int or SeedSequence
+        Randomness; parameters are drawn in the fixed order dose, read_noise, blur,
+        jitter, drift, background, contrast, brightness (fixed values draw nothing).
+    """
+    generator = np.random.default_rng(rng)
+    dose = None if spec.dose is None else sample_param(spec.dose, generator)
+    return CorruptionParams(
+        dose=dose,
+        read_noise=sample_param(spec.read_noise, generator),
+        blur=sample_param(spec.blur, generator),
+        jitter=sample_param(spec.jitter, generator),
+        drift=sample_param(spec.drift, generator),
+        background=sample_param(spec.background, generator),
+        background_scale=float(spec.background_scale),
+        contrast=sample_param(spec.contrast, generator),
+        brightness=sample_param(spec.brightness, generator),
+    )
+
+
+def _child(seed: int | SeedSequence, key: int) -> SeedSequence:
+    """Child ``key`` of ``seed`` without mutating it (``SeedSequence.spawn`` does)."""
+    if isinstance(seed, SeedSequence):
+        return SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, key))
+    return SeedSequence(seed, spawn_key=(key,))
+
+
+def _scan_model(
+    shape: tuple[int, int], params: CorruptionParams, pixel_size: float, seed: int | SeedSequence
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Drift vector over the frame ``(Dx, Dy)`` [px] and per-line shifts (rows,) [px]."""
+    rng = np.random.default_rng(_child(seed, _DISTORTION))
+    angle = rng.uniform(0.0, 2.0 * math.pi)
+    lines = rng.standard_normal(shape[0])
+    total = params.drift / pixel_size
+    drift = np.array([total * math.cos(angle), total * math.sin(angle)])
+    return drift, lines * (params.jitter / pixel_size)
+
+
+def _frame_time(
+    x: NDArray[np.float64], y: NDArray[np.float64], shape: tuple[int, int]
+) -> NDArray[np.float64]:
+    """Acquisition time of position ``(x, y)`` [px] in a raster scan, in frames, centred.
+
+    The fast scan runs along x; time is 0 at the centre of the frame and spans
+    ``[-0.5, 0.5)`` over it, so drift distorts the frame without shifting its centre.
+    """
+    rows, cols = shape
+    t: NDArray[np.float64] = (y * cols + x) / (rows * cols) - 0.5
+    return t
+
+
+def scan_distortion(
+    shape: tuple[int, int],
+    params: CorruptionParams,
+    *,
+    pixel_size: float,
+    seed: int | SeedSequence,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Displacement fields of drift and scan-line jitter.
+
+    Drift: the sample moves by ``drift`` [Å] in a random direction at constant speed
+    over the raster scan, so the probe at pixel ``p`` acquired at time ``t`` sees the
+    material at ``p - D · t`` (an affine shear/stretch of the frame). Jitter: each scan
+    line is shifted along x by an independent Gaussian of std ``jitter`` [Å].
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Output ``(rows, cols)`` [px].
+    params : CorruptionParams
+        Uses ``drift`` and ``jitter``.
+    pixel_size : float
+        [Å].
+    seed : int or SeedSequence
+        The image's corruption seed (the same one given to :func:`corrupt`).
+
+    Returns
+    -------
+    dy, dx : ndarray of float64, shape ``shape``
+        Output pixel ``(r, c)`` shows the clean image at ``(r + dy, c + dx)`` [px].
+    """
+    drift, lines = _scan_model(shape, params, pixel_size, seed)
+    rows, cols = shape
+    r, c = np.mgrid[0:rows, 0:cols].astype(np.float64)
+    t = _frame_time(c, r, shape)
+    dy = -drift[1] * t
+    dx = -drift[0] * t + lines[:, None]
+    return dy, dx
+
+
+def distortion_border(params: CorruptionParams, *, pixel_size: float) -> int:
+    """Padding [px] a clean crop needs so the distorted frame samples real image content.
+
+    Covers half the drift plus four standard deviations of jitter, plus two pixels for
+    the cubic interpolation. Crop ``geometry.padded(border)`` and pass ``border`` to
+    :func:`corrupt`.
+    """
+    reach = 0.5 * params.drift / pixel_size + 4.0 * params.jitter / pixel_size
+    return math.ceil(reach) + 2 if reach > 0 else 0
+
+
+def distort_sites(
+    sites: Sites,
+    params: CorruptionParams,
+    *,
+    shape: tuple[int, int],
+    pixel_size: float,
+    seed: int | SeedSequence,
+) -> Sites:
+    """Move sites to where they appear in the distorted image, and keep those inside.
+
+    Solves ``p' + d(p') = p`` for each site ``p`` (fixed-point iteration; the drift part
+    contracts by ``|D| / rows`` per step). The jitter of the scan line nearest to ``y'``
+    is used: the site's row is exactly where the image shows it.
+
+    Parameters
+    ----------
+    sites : Sites
+        Sites in the undistorted crop's pixel frame [px], e.g. from
+        :func:`~hpcbench.simulate.labels.site_table` with ``pad=distortion_border(...)``.
+    params : CorruptionParams
+        Uses ``drift`` and ``jitter``.
+    shape : tuple of int
+        Output ``(rows, cols)`` [px].
+    pixel_size : float
+        [Å].
+    seed : int or SeedSequence
+        The image's corruption seed (the same one given to :func:`corrupt`).
+
+    Returns
+    -------
+    Sites
+        Moved sites inside ``[-0.5, cols - 0.5) × [-0.5, rows - 0.5)``.
+    """
+    drift, lines = _scan_model(shape, params, pixel_size, seed)
+    x0 = sites.x.astype(np.float64)
+    y0 = sites.y.astype(np.float64)
+    x, y = x0.copy(), y0.copy()
+    for _ in range(50):
+        t = _frame_time(x, y, shape)
+        row = np.clip(np.floor(y + 0.5), 0, shape[0] - 1).astype(np.intp)
+        x_new = x0 + drift[0] * t - lines[row]
+        y_new = y0 + drift[1] * t
+        done = max(np.abs(x_new - x).max(initial=0.0), np.abs(y_new - y).max(initial=0.0))
+        x, y = x_new, y_new
+        if done < 1e-6:
+            break
+    moved = Sites(
+        x=x.astype(np.float32),
+        y=y.astype(np.float32),
+        code=sites.code,
+        z_number=sites.z_number,
+        vacancy=sites.vacancy,
+    )
+    return moved.select(moved.inside(shape))
+
+
+def _background(
+    shape: tuple[int, int], scale: float, pixel_size: float, seed: int | SeedSequence
+) -> NDArray[np.float64]:
+    """Smooth non-negative random field with mean 1 over the frame.
+
+    A sum of random Fourier modes with wavevectors ``k ~ N(0, 1/scale²)`` [rad/Å] has
+    covariance ``exp(-|Δ|² / (2 scale²))``; it is shifted to start at 0 and scaled to
+    mean 1.
+    """
+    rng = np.random.default_rng(_child(seed, _BACKGROUND))
+    k = rng.standard_normal((2, _BACKGROUND_MODES)) / scale
+    phase = rng.uniform(0.0, 2.0 * math.pi, _BACKGROUND_MODES)
+    rows, cols = shape
+    x = np.arange(cols)[:, None] * pixel_size
+    y = np.arange(rows)[:, None] * pixel_size
+    # cos(kx x + φ + ky y) = cos(kx x + φ) cos(ky y) − sin(kx x + φ) sin(ky y)
+    ax = k[0] * x + phase
+    by = k[1] * y
+    field = np.cos(by) @ np.cos(ax).T - np.sin(by) @ np.sin(ax).T
+    low = field.min()
+    span = field.mean() - low
+    if span <= 0.0:
+        return np.ones(shape)
+    normalised: NDArray[np.float64] = (field - low) / span
+    return normalised
+
+
+def corrupt(
+    clean: NDArray[np.floating],
+    params: CorruptionParams,
+    *,
+    pixel_size: float,
+    seed: int | SeedSequence,
+    border: int = 0,
+) -> NDArray[np.float32]:
+    """Apply one image's corruption to a clean crop.
+
+    In physical order: source-size blur (a Gaussian of std ``blur`` acting on the
+    object, i.e. in sample coordinates, so it is applied before the scan distortion
+    and leaves scan-line tears sharp, as in real images), scan distortion (drift and
+    jitter, see :func:`scan_distortion`; cubic-spline resampling), background
+    (``background · mean · g`` with ``g >= 0`` smooth of correlation length
+    ``background_scale`` and mean 1), counting noise (``Poisson(dose · pixel_size² · I)
+    / (dose · pixel_size²)``: mean preserved, variance ``I / (dose · pixel_size²)``),
+    Gaussian read noise (std ``read_noise · mean``), then ``contrast · I + brightness``.
+    ``mean`` is the mean of the clean frame (without the border).
+
+    Parameters
+    ----------
+    clean : ndarray, shape (rows + 2 border, cols + 2 border)
+        Clean crop, non-negative (HAADF intensity).
+    params : CorruptionParams
+        What to apply; all-default parameters return ``clean`` unchanged (as float32).
+    pixel_size : float
+        [Å].
+    seed : int or SeedSequence
+        The image's corruption seed; the result is a pure function of
+        ``(clean, params, seed)``.
+    border : int
+        Pixels of extra clean image on every side (see :func:`distortion_border`); the
+        output is the interior ``(rows, cols)``. Beyond it the image is mirrored.
+
+    Returns
+    -------
+    ndarray of float32, shape (rows, cols)
+    """
+    image = np.asarray(clean, dtype=np.float64)
+    if image.ndim != 2 or min(image.shape) <= 2 * border:
+        raise ValueError(f"clean must be 2-D and larger than 2·border, got {image.shape}")
+    shape = (image.shape[0] - 2 * border, image.shape[1] - 2 * border)
+    interior = (slice(border, border + shape[0]), slice(border, border + shape[1]))
+    mean = float(image[interior].mean())
+    if params.blur > 0:
+        image = ndimage.gaussian_filter(image, params.blur / pixel_size, mode="reflect")
+    if params.drift > 0 or params.jitter > 0:
+        dy, dx = scan_distortion(shape, params, pixel_size=pixel_size, seed=seed)
+        r, c = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+        coordinates = np.stack([r + border + dy, c + border + dx])
+        image = ndimage.map_coordinates(image, coordinates, order=3, mode="mirror")
+    else:
+        image = image[interior]
+    if params.background > 0:
+        field = _background(shape, params.background_scale, pixel_size, seed)
+        image = image + params.background * mean * field
+    if params.dose is not None:
+        scale = params.dose * pixel_size**2
+        rng = np.random.default_rng(_child(seed, _COUNTS))
+        image = rng.poisson(np.clip(image, 0.0, None) * scale) / scale
+    if params.read_noise > 0:
+        rng = np.random.default_rng(_child(seed, _READ))
+        image = image + rng.normal(0.0, params.read_noise * mean, shape)
+    if params.contrast != 1.0 or params.brightness != 0.0:
+        image = params.contrast * image + params.brightness
+    return image.astype(np.float32)
