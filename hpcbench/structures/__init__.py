@@ -1,7 +1,128 @@
-"""ASE structure builders with per-atom defect labels (see :mod:`.defects`)."""
+"""ASE structure builders with per-atom defect labels (see :mod:`.defects`).
+
+:func:`build_structure` turns a study's structure spec into one labelled
+:class:`ase.Atoms`: lattice, defects, optional messy transforms, position noise.
+"""
 
 from __future__ import annotations
 
-from hpcbench.structures.defects import DEFECT_CODES, DEFECT_NAMES
+from typing import TYPE_CHECKING
 
-__all__ = ["DEFECT_CODES", "DEFECT_NAMES"]
+import numpy as np
+from ase import Atoms
+
+from hpcbench.structures._util import as_generator, concentration_to_count
+from hpcbench.structures.defects import DEFECT_CODES, DEFECT_NAMES
+from hpcbench.structures.graphene import (
+    GRAPHENE_DEFECTS,
+    add_graphene_defects,
+    graphene,
+    graphene_site_count,
+)
+from hpcbench.structures.messy import apply_messy, beam_damage, grain_boundary, rotate_lattice
+from hpcbench.structures.mx2 import (
+    MX2_DEFECTS,
+    MX2_PARAMETERS,
+    add_mx2_defects,
+    mx2,
+    mx2_site_count,
+)
+
+if TYPE_CHECKING:
+    # hpcbench.study imports this package (for the defect names): no run-time import.
+    from hpcbench.study import DefectAmount, GrapheneStructure, MX2Structure
+
+__all__ = [
+    "DEFECT_CODES",
+    "DEFECT_NAMES",
+    "GRAPHENE_DEFECTS",
+    "MX2_DEFECTS",
+    "MX2_PARAMETERS",
+    "add_graphene_defects",
+    "add_mx2_defects",
+    "apply_messy",
+    "beam_damage",
+    "build_structure",
+    "concentration_to_count",
+    "grain_boundary",
+    "graphene",
+    "graphene_site_count",
+    "mx2",
+    "mx2_site_count",
+    "rotate_lattice",
+]
+
+
+def _count(amount: DefectAmount, n_sites: int, rng: np.random.Generator) -> int:
+    from hpcbench.study import sample_param
+
+    if amount.count is not None:
+        return int(sample_param(amount.count, rng))
+    assert amount.concentration is not None  # DefectAmount holds exactly one
+    return concentration_to_count(sample_param(amount.concentration, rng), n_sites)
+
+
+def build_structure(
+    spec: MX2Structure | GrapheneStructure, *, rng: np.random.Generator | int | None = None
+) -> Atoms:
+    """Build one labelled structure from a study's structure spec.
+
+    Steps, each drawing from ``rng`` in this fixed order: the defect counts (classes
+    in the canonical order of :data:`MX2_DEFECTS` / :data:`GRAPHENE_DEFECTS`; a
+    ``count`` is drawn with :func:`~hpcbench.study.sample_param`, a ``concentration``
+    is drawn and turned into ``round(c · n_sites)``), the defect sites, the messy
+    transforms (if ``spec.messy``; a grain boundary's second grain gets its own
+    defects drawn with the same counts), and Gaussian noise of std
+    ``spec.position_noise`` [Å] on x, y and z of every atom (seed 000 uses 0.01 Å:
+    it breaks the exact periodic repetition of sampling positions). Vacancy sites are
+    not displaced.
+
+    Parameters
+    ----------
+    spec : MX2Structure or GrapheneStructure
+        The structure section of a dataset spec.
+    rng : numpy.random.Generator or int or None
+        Random source.
+
+    Returns
+    -------
+    ase.Atoms
+        With ``arrays["label"]``, ``info["vacancy_sites"]``, ``info["vacancy_labels"]``,
+        ``info["defect_counts"]``, ``info["periodic"]`` and, if messy, ``info["messy"]``.
+    """
+    gen = as_generator(rng)
+    lattice: Atoms
+    names: tuple[str, ...]
+    if spec.kind == "mx2":
+        lattice = mx2(spec.formula, phase=spec.phase, a=spec.a, supercell=spec.supercell)
+        names = MX2_DEFECTS
+    else:
+        lattice = graphene(a=spec.a, supercell=spec.supercell)
+        names = GRAPHENE_DEFECTS
+    counts: dict[str, int] = {}
+    for name in names:
+        amount = spec.defects.get(name)  # type: ignore[call-overload]
+        if amount is None:
+            continue
+        n_sites = (
+            mx2_site_count(lattice, name)
+            if spec.kind == "mx2"
+            else graphene_site_count(lattice, name)
+        )
+        counts[name] = _count(amount, n_sites, gen)
+
+    def defected(generator: np.random.Generator) -> Atoms:
+        if spec.kind == "mx2":
+            return add_mx2_defects(
+                lattice,
+                counts,
+                arrangement=spec.vacancy_arrangement,
+                dopants=spec.dopants,
+                rng=generator,
+            )
+        return add_graphene_defects(lattice, counts, rng=generator)
+
+    atoms = defected(gen) if spec.messy is None else apply_messy(defected, spec.messy, rng=gen)
+    if spec.position_noise > 0:
+        atoms.positions += gen.normal(0.0, spec.position_noise, size=(len(atoms), 3))
+    return atoms
