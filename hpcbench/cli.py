@@ -75,6 +75,89 @@ def validate(study: StudyArg, smoke: SmokeOpt = False) -> None:
         )
 
 
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        envvar="RAY_ADDRESS",
+        help="Ray cluster to use (e.g. auto, HOST:6379); default an embedded local Ray.",
+        show_default=False,
+    ),
+]
+DatasetDirArg = Annotated[
+    Path, typer.Argument(help="A dataset directory (…/datasets/NAME-HASH).", show_default=False)
+]
+
+
+@app.command("generate")
+def generate_command(
+    study: StudyArg,
+    root: RootOpt = DEFAULT_ROOT,
+    address: AddressOpt = None,
+    smoke: SmokeOpt = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Generate only this dataset (repeatable).", show_default=False),
+    ] = None,
+    cpus_per_task: Annotated[
+        int, typer.Option("--cpus-per-task", min=1, help="CPUs Ray reserves per shard task.")
+    ] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No per-shard progress lines.")] = False,
+) -> None:
+    """Generate a study's datasets as Parquet shards; redo only missing or damaged ones."""
+    from hpcbench.study import load_study
+
+    spec = load_study(study, smoke=smoke)
+    unknown = [name for name in only or [] if name not in spec.datasets]
+    if unknown:
+        raise UserError(
+            f"{study}: --only: no dataset {unknown[0]!r} (the study has {', '.join(spec.datasets)})"
+        )
+    from hpcbench.datasets.generate import generate
+
+    results = generate(
+        spec,
+        root=root,
+        address=address,
+        only=only,
+        progress=not quiet,
+        cpus_per_task=cpus_per_task,
+    )
+    for result in results:
+        typer.echo(result.summary())
+
+
+@app.command("verify")
+def verify_command(dataset_dir: DatasetDirArg) -> None:
+    """Check every shard against the manifest; exit 1 with a line per problem."""
+    from hpcbench.datasets.manifest import verify
+
+    report = verify(dataset_dir)
+    for line in report.lines():
+        typer.echo(line)
+    if not report.ok:
+        raise typer.Exit(1)
+    typer.echo(f"{dataset_dir}: intact, {report.shards_ok} shards, {report.rows_ok} rows")
+
+
+@app.command("show")
+def show_command(
+    dataset_dir: DatasetDirArg,
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of images.")] = 16,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="PNG to write (default: NAME-HASH.png here).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Save a PNG grid of a dataset's first images with mask overlay and labelled sites."""
+    from hpcbench.datasets.show import show_dataset
+
+    path = show_dataset(dataset_dir, n=n, out=out or Path(f"{dataset_dir.resolve().name}.png"))
+    typer.echo(f"wrote {path}")
+
+
 def _report(exc: BaseException) -> int:
     from hpcbench.study import StudyError
 
