@@ -106,16 +106,22 @@ def test_read_noise_std() -> None:
 
 
 def test_background_non_negative_smooth_and_mean() -> None:
-    clean = _texture()
-    mean = clean.mean()
+    clean = np.full((128, 128), 2.0)
     gradients = []
-    for scale in [2.0, 20.0]:
+    for scale, n_seeds in [(2.0, 100), (8.0, 20)]:
         params = CorruptionParams(background=0.5, background_scale=scale)
-        added = corrupt(clean, params, pixel_size=PS, seed=5).astype(np.float64) - clean
-        assert added.min() >= -1e-6
-        assert added.mean() == pytest.approx(0.5 * mean, rel=1e-5)
-        gradients.append(np.abs(np.diff(added, axis=1)).mean())
-    assert gradients[1] < 0.3 * gradients[0]  # longer correlation length, smoother
+        means, grads = [], []
+        for seed in range(n_seeds):
+            added = corrupt(clean, params, pixel_size=PS, seed=seed).astype(np.float64) - 2.0
+            assert added.min() > 0.0
+            means.append(added.mean())
+            grads.append(np.abs(np.diff(added, axis=1)).mean())
+        gradients.append(np.mean(grads))
+        if scale == 2.0:
+            # ensemble mean = background x image mean (frame means scatter by ~18 %)
+            assert np.mean(means) == pytest.approx(0.5 * 2.0, rel=0.08)
+    # a stationary field: gradients scale as 1 / correlation length
+    assert gradients[0] / gradients[1] == pytest.approx(4.0, rel=0.25)
 
 
 def test_scan_distortion_drift_spans_frame() -> None:
