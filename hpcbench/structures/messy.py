@@ -297,7 +297,7 @@ def apply_messy(
     ``spec.grain_separation`` [Å]), otherwise the lattice is rotated by a draw of
     ``spec.rotation`` [deg]. Then, independently, with probability
     ``spec.beam_damage_probability``, ``spec.beam_damage_atoms`` atoms (a random one
-    and its nearest neighbours) are removed.
+    and its nearest neighbours; at most all atoms of the structure) are removed.
 
     Parameters
     ----------

@@ -154,7 +154,9 @@ def mx2(
         raise ValueError(f"supercell must be two positive integers, got {supercell}")
     if vacuum < thickness / 2:
         raise ValueError(f"vacuum {vacuum:g} Å leaves no room for adatoms; use >= thickness/2")
-    unit = ase_mx2(formula, kind=phase, a=a, thickness=thickness, vacuum=vacuum)  # type: ignore[no-untyped-call]
+    unit = ase_mx2(  # type: ignore[no-untyped-call]
+        formula, kind=phase, a=a, thickness=thickness, vacuum=vacuum
+    )
     # Rows of P: a1 and a1 + 2·a2 = (0, a√3); the orthogonal cell of two formula units.
     transform = np.array([[1, 0, 0], [1, 2, 0], [0, 0, 1]])
     ortho = make_supercell(unit, transform)  # type: ignore[no-untyped-call]
