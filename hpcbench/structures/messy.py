@@ -314,16 +314,17 @@ def apply_messy(
     Returns
     -------
     ase.Atoms
-        The transformed structure; ``info["messy"]`` records ``kind`` ("rotation" or
-        "grain_boundary"), ``rotation``, ``grain_rotation``, ``grain_separation``
-        (NaN where not applied) and ``beam_damage_atoms`` (0 where not applied).
+        The transformed structure; ``info["messy"]`` records numbers only (they become
+        dataset columns): ``grain_boundary`` (1 or 0), ``rotation`` [deg],
+        ``grain_rotation`` [deg], ``grain_separation`` [Å] (NaN where not applied) and
+        ``beam_damage_atoms`` (0 where not applied).
     """
     from hpcbench.study import sample_param
 
     gen = as_generator(rng)
     left = structure(gen) if callable(structure) else structure
-    record: dict[str, float | int | str] = {
-        "kind": "rotation",
+    record: dict[str, float | int] = {
+        "grain_boundary": 0,
         "rotation": math.nan,
         "grain_rotation": math.nan,
         "grain_separation": math.nan,
@@ -334,7 +335,7 @@ def apply_messy(
         separation = sample_param(spec.grain_separation, gen)
         right = structure(gen) if callable(structure) else None
         out = grain_boundary(left, right, rotation_deg=relative, separation=separation, rng=gen)
-        record.update(kind="grain_boundary", grain_rotation=relative, grain_separation=separation)
+        record.update(grain_boundary=1, grain_rotation=relative, grain_separation=separation)
     else:
         angle = sample_param(spec.rotation, gen)
         out = rotate_lattice(left, angle)
