@@ -178,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _state["traceback"] = False
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=args, prog_name="hpcbench", standalone_mode=False)
+        # With standalone_mode=False, click returns a typer.Exit's code instead of raising.
+        result = app(args=args, prog_name="hpcbench", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except typer.Abort:
@@ -191,4 +192,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             show()
             return 2
         return _report(exc)
-    return 0
+    return result if isinstance(result, int) else 0

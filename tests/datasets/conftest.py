@@ -54,13 +54,22 @@ class CountingBuilder:
         calls.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, study: Study, name: str, shard_index: int) -> pa.Table:
-        (self.calls / f"{name}.{shard_index}.{uuid.uuid4().hex}").touch()
+        import ray
+
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+        (self.calls / f"{name}.{shard_index}.{node}.{uuid.uuid4().hex}").touch()
         return cheap_shard(study, name, shard_index)
+
+    def _calls(self) -> list[list[str]]:
+        return [path.name.split(".") for path in self.calls.iterdir()]
 
     def shards_built(self) -> list[tuple[str, int]]:
         """Sorted (dataset, shard index) of every call so far."""
-        parts = [path.name.split(".") for path in self.calls.iterdir()]
-        return sorted((name, int(index)) for name, index, _ in parts)
+        return sorted((name, int(index)) for name, index, _, _ in self._calls())
+
+    def nodes(self) -> set[str]:
+        """Ray node ids the calls ran on."""
+        return {node for _, _, node, _ in self._calls()}
 
 
 def small_study(size: int = 50, shard_size: int = 16, seed: int = 7) -> Study:
