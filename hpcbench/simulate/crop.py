@@ -21,6 +21,7 @@ from numpy.random import Generator, SeedSequence
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
+from hpcbench.simulate._spline import affine_cubic_periodic
 from hpcbench.simulate.periodic import PeriodicImage
 from hpcbench.study import ImageSpec, sample_param
 
@@ -248,6 +249,8 @@ def crop(image: PeriodicImage | PreparedImage, geometry: CropGeometry) -> NDArra
     matrix = np.array([[cos * ps / dy, sin * ps / dy], [-sin * ps / dx, cos * ps / dx]])
     offset = (geometry.offset[1] / dy, geometry.offset[0] / dx)
     out = np.empty(geometry.shape, dtype=np.float32)
+    if source.periodic and affine_cubic_periodic(prepared.coefficients, matrix, offset, out):
+        return out
     ndimage.affine_transform(
         prepared.coefficients,
         matrix,

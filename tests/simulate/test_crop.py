@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
+from hpcbench.simulate._spline import affine_cubic_periodic
 from hpcbench.simulate.crop import CropGeometry, crop, prepare, random_geometry
 from hpcbench.simulate.periodic import PeriodicImage
 from hpcbench.study import ImageSpec, Range
@@ -107,3 +109,24 @@ def test_crop_non_periodic_outside_raises() -> None:
     image = _cell(periodic=False, margin=1.0)
     with pytest.raises(ValueError, match="trusted region"):
         crop(image, CropGeometry(0.0, (0.5, 1.0), (10, 10), 0.1))
+
+
+def test_compiled_kernel_matches_scipy() -> None:
+    coefficients = prepare(_cell()).coefficients
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        matrix = rng.uniform(-3, 3, (2, 2))
+        offset = (float(rng.uniform(-500, 500)), float(rng.uniform(-500, 500)))
+        out = np.empty((20, 30), np.float32)
+        if not affine_cubic_periodic(coefficients, matrix, offset, out):
+            pytest.skip("numba not available")
+        expected = ndimage.affine_transform(
+            coefficients,
+            matrix,
+            offset=offset,
+            output_shape=(20, 30),
+            order=3,
+            mode="grid-wrap",
+            prefilter=False,
+        )
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
