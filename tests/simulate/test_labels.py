@@ -7,7 +7,7 @@ import pytest
 from ase import Atoms
 from skimage.measure import label as connected
 
-from hpcbench.simulate.crop import CropGeometry
+from hpcbench.simulate.crop import CropGeometry, crop, prepare
 from hpcbench.simulate.labels import (
     Coordinates,
     Sites,
@@ -17,6 +17,7 @@ from hpcbench.simulate.labels import (
     render_mask,
     site_table,
 )
+from hpcbench.simulate.periodic import PeriodicImage
 from hpcbench.study import LabelSpec
 
 LX, LY = 10.0, 8.0
@@ -212,3 +213,47 @@ def test_merge_columns_chains_and_ties() -> None:
     assert merged.code.tolist() == [7, 0]
     np.testing.assert_allclose(merged.x, [0.15, 10.1], atol=1e-6)
     assert merged.z_number.tolist() == [83, 68]
+
+
+def test_sites_sit_on_the_cropped_image_peaks() -> None:
+    """crop() and site_table() share one geometry: atom columns are the image's peaks."""
+    atoms = _cell()
+    sigma, step = 0.25, 0.05
+    x = np.arange(round(LX / step)) * step
+    y = np.arange(round(LY / step)) * step
+    image = np.zeros((len(y), len(x)))
+    for px, py, _ in atoms.positions:  # the Se2 column peaks at its atoms' mean
+        gx = sum(np.exp(-((x - px - s * LX) ** 2) / (2 * sigma**2)) for s in (-1, 0, 1))
+        gy = sum(np.exp(-((y - py - s * LY) ** 2) / (2 * sigma**2)) for s in (-1, 0, 1))
+        image += np.outer(gy, gx)
+    prepared = prepare(PeriodicImage(image, (LX, LY)))
+    rng = np.random.default_rng(8)
+    n_checked = 0
+    for _ in range(5):
+        geometry = CropGeometry(
+            float(rng.uniform(0, 360)),
+            (float(rng.uniform(0, LX)), float(rng.uniform(0, LY))),
+            (96, 96),
+            0.1,
+        )
+        out = np.log(np.maximum(crop(prepared, geometry).astype(np.float64), 1e-30))
+        sites = site_table(atoms, geometry)
+        for sx, sy, empty in zip(sites.x, sites.y, sites.vacancy, strict=True):
+            r, c = round(float(sy)), round(float(sx))
+            if empty or not (2 <= r < 94 and 2 <= c < 94):
+                continue
+            # log of a Gaussian is a parabola: a 3-point fit gives the peak exactly
+            dr = (
+                0.5
+                * (out[r - 1, c] - out[r + 1, c])
+                / (out[r - 1, c] - 2 * out[r, c] + out[r + 1, c])
+            )
+            dc = (
+                0.5
+                * (out[r, c - 1] - out[r, c + 1])
+                / (out[r, c - 1] - 2 * out[r, c] + out[r, c + 1])
+            )
+            assert abs(c + dc - sx) < 0.05
+            assert abs(r + dr - sy) < 0.05
+            n_checked += 1
+    assert n_checked > 20
