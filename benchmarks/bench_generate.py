@@ -1,0 +1,150 @@
+"""Dataset generation throughput: Ray Data overhead and parallel efficiency.
+
+Run ``python benchmarks/bench_generate.py [--images 2048] [--shard-size 128]``. Every
+figure is a ratio against a reference measured in the same run:
+
+* **loop**: the same shards built and written by a plain ``for`` loop in this process
+  (``build_shard`` + ``write_shard``, no Ray) - the floor for one core;
+* **ray 1 CPU**: :func:`hpcbench.datasets.generate` on an embedded Ray with one CPU -
+  ``ray1 / loop`` is Ray Data's overhead per unit of work (1.0 = none);
+* **ray N CPUs**: the same with every core - parallel efficiency is
+  ``t(1 CPU) / (N · t(N CPUs))`` (1.0 = perfect).
+
+Two workloads: ``incoherent``, the quickstart's incoherent WSe2 dataset through the
+real ``build_shard`` (structure, convolution simulation, crops, corruption, labels),
+and ``noise``, seeded 128² noise images, so cheap that it measures overhead only. Ray
+start-up is excluded (it is paid once per ``hpcbench generate``); the first Ray Data
+execution of each Ray session is a warm-up and not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from hpcbench.datasets.generate import generate
+from hpcbench.datasets.schema import tensor_column
+from hpcbench.datasets.sink import write_shard
+from hpcbench.seeding import Stream, stream_rng
+from hpcbench.study import Study, load_study
+
+STUDY = Path(__file__).resolve().parents[1] / "studies" / "quickstart.yaml"
+Builder = Callable[[Study, str, int], pa.Table]
+
+
+def noise_shard(study: Study, name: str, shard_index: int) -> pa.Table:
+    """Seeded uniform-noise images of the dataset's shape: pure generation overhead."""
+    spec = study.datasets[name]
+    first = shard_index * spec.shard_size
+    ids = np.arange(first, min(spec.size, first + spec.shard_size), dtype=np.int64)
+    images = np.stack(
+        [
+            stream_rng(study.seed, name, int(i), Stream.CORRUPTION).random(
+                spec.image.shape, dtype=np.float32
+            )
+            for i in ids
+        ]
+    )
+    return pa.table({"sample_id": pa.array(ids), "image": tensor_column(images)})
+
+
+def sized_study(images: int, shard_size: int, seed: int) -> Study:
+    """The quickstart restricted to its incoherent dataset, resized."""
+    study = load_study(STUDY)
+    spec = study.datasets["wse2-incoherent"].model_copy(
+        update={"size": images, "shard_size": shard_size}
+    )
+    return study.model_copy(update={"seed": seed, "datasets": {"wse2-incoherent": spec}})
+
+
+def time_loop(study: Study, builder: Builder, root: Path, repeat: int) -> float:
+    """Best of ``repeat`` plain-loop generations."""
+    spec = study.datasets["wse2-incoherent"]
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for index in range(-(-spec.size // spec.shard_size)):
+            write_shard(builder(study, "wse2-incoherent", index), root / "loop")
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def time_ray(study: Study, builder: Builder, root: Path, cpus: int, repeat: int) -> float:
+    """Best of ``repeat`` timed generations, each into a fresh directory."""
+    import ray
+
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        warm = study.model_copy(update={"seed": study.seed + 1})
+        generate(warm, root=root / "warm", builder=builder, progress=False)
+        best = float("inf")
+        for attempt in range(repeat):
+            start = time.perf_counter()
+            (result,) = generate(
+                study, root=root / f"ray{cpus}-{attempt}", builder=builder, progress=False
+            )
+            best = min(best, time.perf_counter() - start)
+            assert result.generated == result.shards
+        return best
+    finally:
+        ray.shutdown()
+
+
+def run(workload: str, images: int, shard_size: int, cpus: int, repeat: int) -> None:
+    builder: Builder
+    if workload == "noise":
+        builder = noise_shard
+    else:
+        from hpcbench.datasets.samples import build_shard
+
+        builder = build_shard
+    study = sized_study(images, shard_size, seed=2024)
+    root = Path(tempfile.mkdtemp(prefix="bench-generate-"))
+    try:
+        builder(study, "wse2-incoherent", 0)  # imports and caches outside the timings
+        load = os.getloadavg()[0]
+        loop = time_loop(study, builder, root, repeat)
+        ray1 = time_ray(study, builder, root, 1, repeat)
+        rayn = time_ray(study, builder, root, cpus, repeat)
+    finally:
+        shutil.rmtree(root)
+    shards = -(-images // shard_size)
+    print(
+        f"\n{workload}: {images} images {study.datasets['wse2-incoherent'].image.shape}, "
+        f"{shards} shards of {shard_size}, best of {repeat}; load average {load:.1f} "
+        f"on {os.cpu_count()} cores (other work on the machine skews the ratios)"
+    )
+    print(f"  loop        {loop:7.2f} s  {images / loop:8.0f} images/s/core")
+    print(
+        f"  ray 1 CPU   {ray1:7.2f} s  {images / ray1:8.0f} images/s/core  "
+        f"overhead ray1/loop = {ray1 / loop:.2f}"
+    )
+    print(
+        f"  ray {cpus} CPUs  {rayn:7.2f} s  {images / rayn / cpus:8.0f} images/s/core  "
+        f"speed-up = {ray1 / rayn:.2f}, parallel efficiency = {ray1 / (cpus * rayn):.2f}, "
+        f"vs loop = {loop / rayn:.2f}x"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2048)
+    parser.add_argument("--shard-size", type=int, default=128)
+    parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workload", choices=["noise", "incoherent", "both"], default="both")
+    args = parser.parse_args()
+    for workload in ("noise", "incoherent") if args.workload == "both" else (args.workload,):
+        run(workload, args.images, args.shard_size, args.cpus, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
