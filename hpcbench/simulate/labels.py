@@ -100,6 +100,13 @@ class Coordinates:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def as_records(self) -> list[dict[str, float | int]]:
+        """One ``{"x": [px], "y": [px], "label": mask value}`` dict per position."""
+        return [
+            {"x": float(x), "y": float(y), "label": int(c)}
+            for x, y, c in zip(self.x, self.y, self.cls, strict=True)
+        ]
+
 
 def _raw_sites(atoms: Atoms) -> tuple[NDArray[np.float64], Sites]:
     """World positions (n, 2) [Å] and attributes of all atoms then all vacancy sites."""
@@ -321,7 +328,6 @@ def render_mask(
     sites: Sites | Coordinates,
     mapping: Mapping[int, int] | None,
     shape: tuple[int, int],
-    *,
     radius: float,
 ) -> NDArray[np.uint8]:
     """Rasterise labelled sites as disks.

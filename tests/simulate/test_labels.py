@@ -179,6 +179,9 @@ def test_lattice_labels_and_overlap_priority() -> None:
     coords = labelled_coordinates(site_table(_cell(), geometry), mapping)
     # lattice columns are those with atoms and code 0; the dopant is class 2
     assert sorted(coords.cls.tolist()) == [1, 1, 1, 2]
+    records = coords.as_records()
+    assert len(records) == 4
+    assert records[0] == {"x": coords.x[0], "y": coords.y[0], "label": int(coords.cls[0])}
     overlap = Coordinates(
         np.array([5.0, 7.0], np.float32),
         np.array([5.0, 5.0], np.float32),
