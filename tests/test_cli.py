@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import DATA, STUDIES
 
 from hpcbench.cli import main
 from hpcbench.datasets.manifest import Manifest, write_manifest
 from hpcbench.datasets.schema import coordinates_type, tensor_column
 from hpcbench.datasets.sink import shard_name, write_shard
 from hpcbench.study import load_study
+
+DATA = Path(__file__).resolve().parent / "data"
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
 
 def _dataset(root: Path) -> Path:

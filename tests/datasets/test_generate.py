@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import IMAGE, CountingBuilder, cheap_shard, small_study
+from shard_helpers import IMAGE, CountingBuilder, cheap_shard, small_study
 
 from hpcbench.datasets.generate import generate
 from hpcbench.datasets.manifest import MANIFEST_NAME, read_manifest, verify

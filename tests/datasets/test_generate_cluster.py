@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CountingBuilder, cheap_shard, small_study
+from shard_helpers import CountingBuilder, cheap_shard, small_study
 
 from hpcbench.datasets.generate import generate
 from hpcbench.datasets.manifest import read_manifest, verify
@@ -17,12 +17,12 @@ pytestmark = pytest.mark.cluster
 
 @pytest.fixture(scope="module")
 def cluster_address() -> Iterator[str]:
-    import conftest
     import ray
     import ray.cloudpickle
+    import shard_helpers
     from ray.cluster_utils import Cluster
 
-    ray.cloudpickle.register_pickle_by_value(conftest)
+    ray.cloudpickle.register_pickle_by_value(shard_helpers)
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 1, "object_store_memory": 100 * 2**20},

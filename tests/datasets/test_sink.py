@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import IMAGE, cheap_shard, small_study
+from shard_helpers import IMAGE, cheap_shard, small_study
 
 from hpcbench.datasets.manifest import (
     MANIFEST_NAME,
