@@ -21,6 +21,7 @@ from hpcbench.datasets.manifest import (
 )
 from hpcbench.datasets.schema import images_to_numpy, tensor_column
 from hpcbench.datasets.sink import PARQUET_OPTIONS, file_sha256, shard_name, write_shard
+from hpcbench.study import Study
 
 
 def test_tensor_column_round_trip_is_zero_copy() -> None:
@@ -149,3 +150,18 @@ def test_verify_catches_a_manifest_that_does_not_match_its_directory(tmp_path: P
     problems = verify(directory).problems
     assert [p.kind for p in problems] == ["manifest"]
     assert problems[0].detail.startswith("unreadable _manifest.json")
+
+
+def test_generate_on_a_complete_dataset_starts_no_ray(tmp_path: Path) -> None:
+    import ray
+
+    from hpcbench.datasets.generate import generate
+
+    _write_dataset(tmp_path)
+
+    def must_not_run(study: Study, name: str, shard_index: int) -> pa.Table:
+        raise AssertionError("a complete dataset was rebuilt")
+
+    (result,) = generate(small_study(), root=tmp_path, builder=must_not_run, only=["noisy"])
+    assert (result.generated, result.skipped, result.rows) == (0, 4, 50)
+    assert not ray.is_initialized()
