@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -108,3 +109,37 @@ def test_show_writes_a_png_grid(tmp_path: Path, capsys: pytest.CaptureFixture[st
     red = (pixels[..., 0] > pixels[..., 2] + 0.2).sum()
     blue = (pixels[..., 2] > pixels[..., 0] + 0.2).sum()
     assert red > 6 * 30 and blue > 6 * 15
+
+
+def test_generate_verify_show_on_the_quickstart_smoke_study(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hpcbench.datasets.manifest import read_manifest
+    from hpcbench.datasets.samples import build_shard
+
+    study_file = str(STUDIES / "quickstart.yaml")
+    args = ["generate", study_file, "--smoke", "--only", "wse2-incoherent", "--root", str(tmp_path)]
+    assert main(args) == 0
+    study = load_study(STUDIES / "quickstart.yaml", smoke=True)
+    directory = study.dataset_dir(tmp_path, "wse2-incoherent")
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        f"{directory}: 32 rows in 2 shards (2 generated, 0 skipped) in "
+        + captured.out.split(" skipped) in ")[1].splitlines()[0]
+    ]
+    assert re.findall(r"^wse2-incoherent: (shard-\d+\.parquet) 16 rows", captured.err, re.M) == [
+        "shard-00000000.parquet",
+        "shard-00000016.parquet",
+    ]
+    assert not study.dataset_dir(tmp_path, "wse2-haadf").exists()
+    # The Ray workers' bytes equal a plain in-process build of the same shards.
+    loop = [
+        write_shard(build_shard(study, "wse2-incoherent", i), tmp_path / "loop") for i in (0, 1)
+    ]
+    recorded = read_manifest(directory).shards
+    assert [recorded[r.first_sample_id].sha256 for r in loop] == [r.sha256 for r in loop]
+    assert main(["verify", str(directory)]) == 0
+    assert main(args) == 0  # complete: nothing rebuilt
+    assert "(0 generated, 2 skipped)" in capsys.readouterr().out
+    assert main(["show", str(directory), "--out", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").stat().st_size > 10_000

@@ -153,14 +153,16 @@ def init_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
+    # Ray's start-up notices would drown the one line per shard; its errors still raise.
     if address is not None:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     else:
         ray.init(
             num_cpus=os.cpu_count(),
             include_dashboard=False,
             log_to_driver=False,
             object_store_memory=OBJECT_STORE_MEMORY,
+            logging_level=logging.ERROR,
         )
     return True
 
