@@ -1,0 +1,274 @@
+"""The rows of one shard: structure → clean cell image → crops → corruption → labels.
+
+:func:`build_shard` is a pure function of ``(study, dataset name, shard index)``: every
+random draw comes from :mod:`hpcbench.seeding` streams keyed by the structure or sample
+index, so a shard built on any node, in any order, has the same bytes.
+
+The expensive step, simulating a structure's periodic cell image, runs once per
+structure; ``images_per_structure`` crops (random offset and rotation of the periodic
+tiling, as in seed 003) are then cut from it, and each crop is corrupted by a seeded
+pure function. The clean crop is stored next to the corrupted one, with the corruption
+parameters and seed as columns, so a dose ablation re-corrupts instead of
+re-simulating.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from numpy.typing import NDArray
+
+from hpcbench.datasets.schema import coordinates_type, tensor_column
+from hpcbench.seeding import Stream, seed_int, seed_sequence, stream_rng
+from hpcbench.simulate.corrupt import (
+    CorruptionParams,
+    corrupt,
+    distort_sites,
+    distortion_border,
+    sample_corruption,
+)
+from hpcbench.simulate.crop import crop, prepare, random_geometry
+from hpcbench.simulate.labels import class_map, labelled_coordinates, render_mask, site_table
+from hpcbench.simulate.periodic import PeriodicImage
+from hpcbench.structures import build_structure
+from hpcbench.study import DatasetSpec, IncoherentSimulation, Study
+
+__all__ = ["atoms_type", "build_shard", "shard_count", "shard_range", "simulate_structure"]
+
+
+def shard_count(spec: DatasetSpec) -> int:
+    """Number of shards of a dataset."""
+    return math.ceil(spec.size / spec.shard_size)
+
+
+def shard_range(spec: DatasetSpec, shard_index: int) -> range:
+    """Sample ids of shard ``shard_index``."""
+    if not 0 <= shard_index < shard_count(spec):
+        raise IndexError(f"shard {shard_index} out of range 0..{shard_count(spec) - 1}")
+    start = shard_index * spec.shard_size
+    return range(start, min(spec.size, start + spec.shard_size))
+
+
+def atoms_type() -> pa.DataType:
+    """Arrow type of the ``atoms`` column: every atom/vacancy site in the crop [px]."""
+    return pa.list_(
+        pa.struct(
+            [
+                pa.field("x", pa.float32()),
+                pa.field("y", pa.float32()),
+                pa.field("code", pa.int16()),
+                pa.field("z_number", pa.int16()),
+            ]
+        )
+    )
+
+
+def simulate_structure(atoms: Any, spec: DatasetSpec, *, seed: int) -> PeriodicImage:
+    """The clean periodic image of one structure with the dataset's simulation."""
+    simulation = spec.simulation
+    if isinstance(simulation, IncoherentSimulation):
+        from hpcbench.simulate.incoherent import simulate_incoherent
+
+        return simulate_incoherent(atoms, simulation)
+    from hpcbench.simulate.stem import simulate_haadf
+
+    return simulate_haadf(atoms, simulation, seed=seed)
+
+
+@dataclass
+class _Columns:
+    """Column buffers of a shard, filled row by row."""
+
+    sample_id: list[int]
+    structure_index: list[int]
+    image: list[NDArray[np.float32]]
+    clean: list[NDArray[np.float32]]
+    mask: list[NDArray[np.uint8]]
+    coordinates: list[list[dict[str, Any]]]
+    atoms: list[list[dict[str, Any]]]
+    scalars: dict[str, list[Any]]
+
+    @classmethod
+    def empty(cls) -> _Columns:
+        return cls([], [], [], [], [], [], [], {})
+
+    def add_scalars(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            self.scalars.setdefault(key, []).append(value)
+
+
+def _structure_groups(spec: DatasetSpec, ids: range) -> Iterator[tuple[int, range]]:
+    per = spec.images_per_structure
+    first = ids.start // per
+    last = (ids.stop - 1) // per
+    for structure in range(first, last + 1):
+        yield (
+            structure,
+            range(max(ids.start, structure * per), min(ids.stop, (structure + 1) * per)),
+        )
+
+
+def build_shard(study: Study, name: str, shard_index: int) -> pa.Table:
+    """Build the rows of one shard of dataset ``name``.
+
+    Parameters
+    ----------
+    study : Study
+        The validated study.
+    name : str
+        Dataset name (a key of ``study.datasets``).
+    shard_index : int
+        Which shard; its samples are ``shard_range(spec, shard_index)``.
+
+    Returns
+    -------
+    pyarrow.Table
+        One row per image: ``sample_id``, ``structure_index``, tensor columns
+        ``image`` (float32, corrupted, or clean without corruption), ``clean`` (only with
+        corruption) and ``mask`` (uint8 class map), ``coordinates`` (labelled sites,
+        ``x``/``y`` [px] and mask ``label``), ``atoms`` (every atom and vacancy site in
+        the crop with its defect code and atomic number), and plain parameter columns
+        (structure, crop, simulation, corruption, seeds, defect counts).
+    """
+    spec = study.datasets[name]
+    ids = shard_range(spec, shard_index)
+    mapping = class_map(spec.labels)
+    radius_px = spec.labels.radius / spec.image.pixel_size
+    columns = _Columns.empty()
+    simulation_constants = spec.simulation.model_dump(exclude={"detector", "frozen_phonons"})
+    simulation_constants["detector_inner"] = spec.simulation.detector.inner
+    simulation_constants["detector_outer"] = spec.simulation.detector.outer
+
+    for structure_index, sample_ids in _structure_groups(spec, ids):
+        structure_rng = stream_rng(study.seed, name, structure_index, Stream.STRUCTURE)
+        atoms = build_structure(spec.structure, rng=structure_rng)
+        simulation_seed = seed_int(
+            seed_sequence(study.seed, name, structure_index, Stream.SIMULATION)
+        )
+        # No timings in rows: a shard's bytes must not depend on how fast it ran (the
+        # manifest records per-shard seconds).
+        cell_image = simulate_structure(atoms, spec, seed=simulation_seed)
+        prepared = prepare(cell_image)
+        counts = atoms.info.get("defect_counts", {})
+        messy = atoms.info.get("messy", {})
+        structure_columns: dict[str, Any] = {
+            "formula": str(atoms.get_chemical_formula(mode="metal")),  # type: ignore[no-untyped-call]
+            "n_atoms": len(atoms),
+            "cell_x": float(cell_image.extent[0]),
+            "cell_y": float(cell_image.extent[1]),
+            "structure_seed": seed_int(
+                seed_sequence(study.seed, name, structure_index, Stream.STRUCTURE)
+            ),
+            "simulation_seed": simulation_seed,
+            **{f"n_{defect}": int(counts.get(defect, 0)) for defect in _defect_names(spec)},
+            **{f"messy_{key}": float(value) for key, value in sorted(messy.items())},
+            **simulation_constants,
+        }
+
+        for sample_id in sample_ids:
+            geometry = random_geometry(
+                cell_image, spec.image, stream_rng(study.seed, name, sample_id, Stream.CROP)
+            )
+            row: dict[str, Any] = {
+                "rotation": geometry.rotation,
+                "offset_x": geometry.offset[0],
+                "offset_y": geometry.offset[1],
+                "pixel_size": spec.image.pixel_size,
+            }
+            if spec.corruption is None:
+                image = crop(prepared, geometry)
+                sites = site_table(atoms, geometry, periodic=cell_image.periodic)
+            else:
+                params = sample_corruption(
+                    spec.corruption,
+                    stream_rng(study.seed, name, sample_id, Stream.PARAMETERS),
+                )
+                corruption_seed = seed_int(
+                    seed_sequence(study.seed, name, sample_id, Stream.CORRUPTION)
+                )
+                # Scan distortion needs real image beyond the frame edge, not a mirror.
+                border = distortion_border(params, pixel_size=spec.image.pixel_size)
+                padded = crop(prepared, geometry.padded(border))
+                image = corrupt(
+                    padded,
+                    params,
+                    pixel_size=spec.image.pixel_size,
+                    seed=corruption_seed,
+                    border=border,
+                )
+                # "clean" is the same frame without noise: distortion and blur applied,
+                # so it stays aligned with the mask and a dose ablation can re-corrupt it.
+                clean = corrupt(
+                    padded,
+                    _geometric_only(params),
+                    pixel_size=spec.image.pixel_size,
+                    seed=corruption_seed,
+                    border=border,
+                )
+                sites = site_table(atoms, geometry, periodic=cell_image.periodic, pad=border)
+                sites = distort_sites(
+                    sites,
+                    params,
+                    shape=spec.image.shape,
+                    pixel_size=spec.image.pixel_size,
+                    seed=corruption_seed,
+                )
+                row.update(_corruption_columns(params))
+                row["corruption_seed"] = corruption_seed
+                columns.clean.append(clean.astype(np.float32, copy=False))
+            mask = render_mask(sites, mapping, spec.image.shape, radius_px)
+            columns.sample_id.append(sample_id)
+            columns.structure_index.append(structure_index)
+            columns.image.append(np.asarray(image, dtype=np.float32))
+            columns.mask.append(mask)
+            columns.coordinates.append(labelled_coordinates(sites, mapping).as_records())
+            columns.atoms.append(_atoms_rows(sites))
+            columns.add_scalars({**structure_columns, **row})
+
+    return _to_table(columns, corrupted=spec.corruption is not None)
+
+
+def _defect_names(spec: DatasetSpec) -> list[str]:
+    from typing import get_args
+
+    from hpcbench.structures.defects import GrapheneDefect, MX2Defect
+
+    family = MX2Defect if spec.structure.kind == "mx2" else GrapheneDefect
+    return [*get_args(family), "beam_damage"] if spec.structure.messy else list(get_args(family))
+
+
+def _geometric_only(params: CorruptionParams) -> CorruptionParams:
+    """The parameters with every intensity-domain effect switched off."""
+    return replace(params, dose=None, read_noise=0.0, background=0.0, contrast=1.0, brightness=0.0)
+
+
+def _corruption_columns(params: CorruptionParams) -> dict[str, Any]:
+    return {f"corruption_{key}": value for key, value in params.as_columns().items()}
+
+
+def _atoms_rows(sites: Any) -> list[dict[str, Any]]:
+    return [
+        {"x": float(x), "y": float(y), "code": int(code), "z_number": int(z)}
+        for x, y, code, z in zip(sites.x, sites.y, sites.code, sites.z_number, strict=True)
+    ]
+
+
+def _to_table(columns: _Columns, *, corrupted: bool) -> pa.Table:
+    arrays: dict[str, pa.Array] = {
+        "sample_id": pa.array(columns.sample_id, pa.int64()),
+        "structure_index": pa.array(columns.structure_index, pa.int64()),
+        "image": tensor_column(np.stack(columns.image)),
+    }
+    if corrupted:
+        arrays["clean"] = tensor_column(np.stack(columns.clean))
+    arrays["mask"] = tensor_column(np.stack(columns.mask))
+    arrays["coordinates"] = pa.array(columns.coordinates, coordinates_type())
+    arrays["atoms"] = pa.array(columns.atoms, atoms_type())
+    for key, values in columns.scalars.items():
+        arrays[key] = pa.array(values)
+    return pa.table(arrays)
