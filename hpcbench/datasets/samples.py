@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,8 @@ from hpcbench.datasets.schema import coordinates_type, tensor_column
 from hpcbench.seeding import Stream, seed_int, seed_sequence, stream_rng
 from hpcbench.simulate.corrupt import (
     CorruptionParams,
-    corrupt,
+    add_noise,
+    distort,
     distort_sites,
     distortion_border,
     sample_corruption,
@@ -194,21 +195,18 @@ def build_shard(study: Study, name: str, shard_index: int) -> pa.Table:
                 # Scan distortion needs real image beyond the frame edge, not a mirror.
                 border = distortion_border(params, pixel_size=spec.image.pixel_size)
                 padded = crop(prepared, geometry.padded(border))
-                image = corrupt(
+                # "clean" is the noise-free frame (blur and scan distortion applied), so
+                # it is aligned with the mask; add_noise(clean) == corrupt(padded) bit
+                # for bit, which lets a dose ablation re-noise it without re-simulating.
+                clean = distort(
                     padded,
                     params,
                     pixel_size=spec.image.pixel_size,
                     seed=corruption_seed,
                     border=border,
                 )
-                # "clean" is the same frame without noise: distortion and blur applied,
-                # so it stays aligned with the mask and a dose ablation can re-corrupt it.
-                clean = corrupt(
-                    padded,
-                    _geometric_only(params),
-                    pixel_size=spec.image.pixel_size,
-                    seed=corruption_seed,
-                    border=border,
+                image = add_noise(
+                    clean, params, pixel_size=spec.image.pixel_size, seed=corruption_seed
                 )
                 sites = site_table(atoms, geometry, periodic=cell_image.periodic, pad=border)
                 sites = distort_sites(
@@ -240,11 +238,6 @@ def _defect_names(spec: DatasetSpec) -> list[str]:
 
     family = MX2Defect if spec.structure.kind == "mx2" else GrapheneDefect
     return [*get_args(family), "beam_damage"] if spec.structure.messy else list(get_args(family))
-
-
-def _geometric_only(params: CorruptionParams) -> CorruptionParams:
-    """The parameters with every intensity-domain effect switched off."""
-    return replace(params, dose=None, read_noise=0.0, background=0.0, contrast=1.0, brightness=0.0)
 
 
 def _corruption_columns(params: CorruptionParams) -> dict[str, Any]:

@@ -31,7 +31,9 @@ from hpcbench.study import Corruption, sample_param
 
 __all__ = [
     "CorruptionParams",
+    "add_noise",
     "corrupt",
+    "distort",
     "distort_sites",
     "distortion_border",
     "sample_corruption",
@@ -301,7 +303,8 @@ def corrupt(
     (``Poisson(dose · pixel_size² · I) / (dose · pixel_size²)``: mean preserved,
     variance ``I / (dose · pixel_size²)``),
     Gaussian read noise (std ``read_noise · mean``), then ``contrast · I + brightness``.
-    ``mean`` is the mean of the clean frame (without the border).
+    ``mean`` is the mean of the frame after blur and distortion (without the border).
+    Equal to ``add_noise(distort(clean, ...), ...)``, bit for bit.
 
     Parameters
     ----------
@@ -322,12 +325,50 @@ def corrupt(
     -------
     ndarray of float32, shape (rows, cols)
     """
+    return add_noise(
+        distort(clean, params, pixel_size=pixel_size, seed=seed, border=border),
+        params,
+        pixel_size=pixel_size,
+        seed=seed,
+    )
+
+
+def distort(
+    clean: NDArray[np.floating],
+    params: CorruptionParams,
+    *,
+    pixel_size: float,
+    seed: int | SeedSequence,
+    border: int = 0,
+) -> NDArray[np.float32]:
+    """The geometric and optical part of :func:`corrupt`: source-size blur, scan distortion.
+
+    The result is the noise-free image the detector would see: stored as a dataset's
+    ``clean`` column, it is aligned with the (equally distorted) labels, and
+    ``add_noise(distort(x, ...), ...) == corrupt(x, ...)`` bit for bit.
+
+    Parameters
+    ----------
+    clean : ndarray, shape (rows + 2 border, cols + 2 border)
+        Clean crop.
+    params : CorruptionParams
+        Only ``blur``, ``drift`` and ``jitter`` are used.
+    pixel_size : float
+        [Å].
+    seed : int or SeedSequence
+        The image's corruption seed (the distortion uses its own child stream).
+    border : int
+        Pixels of extra clean image on every side; the output is the interior.
+
+    Returns
+    -------
+    ndarray of float32, shape (rows, cols)
+    """
     image = np.asarray(clean, dtype=np.float64)
     if image.ndim != 2 or min(image.shape) <= 2 * border:
         raise ValueError(f"clean must be 2-D and larger than 2·border, got {image.shape}")
     shape = (image.shape[0] - 2 * border, image.shape[1] - 2 * border)
     interior = (slice(border, border + shape[0]), slice(border, border + shape[1]))
-    mean = float(image[interior].mean())
     if params.blur > 0:
         image = ndimage.gaussian_filter(image, params.blur / pixel_size, mode="reflect")
     if params.drift > 0 or params.jitter > 0:
@@ -337,16 +378,53 @@ def corrupt(
         image = ndimage.map_coordinates(image, coordinates, order=3, mode="mirror")
     else:
         image = image[interior]
+    return image.astype(np.float32)
+
+
+def add_noise(
+    image: NDArray[np.floating],
+    params: CorruptionParams,
+    *,
+    pixel_size: float,
+    seed: int | SeedSequence,
+) -> NDArray[np.float32]:
+    """The intensity part of :func:`corrupt`: background, counting and read noise, gain.
+
+    ``mean`` below is the mean of ``image`` (the noise-free frame). This is the step a
+    dose ablation repeats on a stored ``clean`` image with another ``dose``: nothing is
+    re-simulated and the labels stay valid.
+
+    Parameters
+    ----------
+    image : ndarray, shape (rows, cols)
+        Noise-free image (the output of :func:`distort`), non-negative.
+    params : CorruptionParams
+        ``background``, ``background_scale``, ``dose``, ``read_noise``, ``contrast`` and
+        ``brightness`` are used.
+    pixel_size : float
+        [Å].
+    seed : int or SeedSequence
+        The image's corruption seed (each effect uses its own child stream).
+
+    Returns
+    -------
+    ndarray of float32, shape (rows, cols)
+    """
+    noisy = np.asarray(image, dtype=np.float64)
+    if noisy.ndim != 2:
+        raise ValueError(f"image must be 2-D, got shape {noisy.shape}")
+    shape = (int(noisy.shape[0]), int(noisy.shape[1]))
+    mean = float(noisy.mean())
     if params.background > 0:
         field = _background(shape, params.background_scale, pixel_size, seed)
-        image = image + params.background * mean * field
+        noisy = noisy + params.background * mean * field
     if params.dose is not None:
         scale = params.dose * pixel_size**2
         rng = np.random.default_rng(_child(seed, _COUNTS))
-        image = rng.poisson(np.clip(image, 0.0, None) * scale) / scale
+        noisy = rng.poisson(np.clip(noisy, 0.0, None) * scale) / scale
     if params.read_noise > 0:
         rng = np.random.default_rng(_child(seed, _READ))
-        image = image + rng.normal(0.0, params.read_noise * mean, shape)
+        noisy = noisy + rng.normal(0.0, params.read_noise * mean, shape)
     if params.contrast != 1.0 or params.brightness != 0.0:
-        image = params.contrast * image + params.brightness
-    return image.astype(np.float32)
+        noisy = params.contrast * noisy + params.brightness
+    return noisy.astype(np.float32)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from hpcbench.simulate.corrupt import (
     CorruptionParams,
+    add_noise,
     corrupt,
+    distort,
     distort_sites,
     distortion_border,
     sample_corruption,
@@ -95,7 +99,33 @@ def test_blur_is_gaussian_filter() -> None:
 def test_contrast_brightness_exact() -> None:
     clean = _texture()
     out = corrupt(clean, CorruptionParams(contrast=2.5, brightness=-0.75), pixel_size=PS, seed=0)
-    np.testing.assert_array_equal(out, (2.5 * clean - 0.75).astype(np.float32))
+    # The noise-free frame is float32 (the dtype a dataset stores it in), then mapped.
+    frame = clean.astype(np.float32).astype(np.float64)
+    np.testing.assert_array_equal(out, (2.5 * frame - 0.75).astype(np.float32))
+
+
+def test_corrupt_is_add_noise_of_distort_bit_for_bit() -> None:
+    clean = np.pad(_texture(), 6, mode="wrap") + 1.0
+    params = CorruptionParams(
+        dose=3e4,
+        read_noise=0.02,
+        blur=0.2,
+        jitter=0.1,
+        drift=0.5,
+        background=0.3,
+        contrast=1.3,
+        brightness=0.1,
+    )
+    full = corrupt(clean, params, pixel_size=PS, seed=11, border=6)
+    frame = distort(clean, params, pixel_size=PS, seed=11, border=6)
+    assert frame.dtype == np.float32
+    np.testing.assert_array_equal(full, add_noise(frame, params, pixel_size=PS, seed=11))
+    # A dose ablation re-noises the same frame: the counting noise shrinks as 1/sqrt(dose).
+    counting = replace(params, read_noise=0.0, background=0.0)
+    expected = 1.3 * frame.astype(np.float64) + 0.1
+    low = add_noise(frame, counting, pixel_size=PS, seed=11) - expected
+    high = add_noise(frame, replace(counting, dose=3e6), pixel_size=PS, seed=11) - expected
+    assert high.std() / low.std() == pytest.approx(0.1, rel=0.1)
 
 
 def test_read_noise_std() -> None:

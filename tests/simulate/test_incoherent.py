@@ -147,7 +147,7 @@ def test_default_scale_follows_the_detector_and_gamma() -> None:
     steeper = SEED003.model_copy(update={"gamma": 2.0})
     # Keeps a WSe2 formula unit's signal: scale · (74^γ + 2·34^γ) is the same.
     assert default_scale(steeper) * (74**2.0 + 2 * 34**2.0) == pytest.approx(
-        base * (74**1.7 + 2 * 34**1.7)
+        base * (74**SEED003.gamma + 2 * 34**SEED003.gamma)
     )
 
 
