@@ -20,7 +20,9 @@ from hpcbench.simulate.stem import configure_threads, simulate_haadf
 from hpcbench.structures.mx2 import mx2
 from hpcbench.study import Detector, FrozenPhononSpec, IncoherentSimulation, MultisliceSimulation
 
-SEED003 = IncoherentSimulation(method="incoherent")  # 80 keV, 25 mrad, 40 Å, Cs 4e5 Å
+# 80 keV, 25 mrad, 40 Å, Cs 4e5 Å; gamma spelled out (textbook 1.7) so tests do not follow
+# the schema default.
+SEED003 = IncoherentSimulation(method="incoherent", gamma=1.7)
 CORRECTED = IncoherentSimulation(method="incoherent", defocus=0.0, Cs=0.0)
 
 
