@@ -32,7 +32,6 @@ from pydantic import (
     model_validator,
 )
 
-from hpcbench.simulate.optics import max_scattering_angle
 from hpcbench.structures.defects import DefectName, GrapheneDefect, MX2Defect
 
 __all__ = [
@@ -375,6 +374,9 @@ class MultisliceSimulation(_Optics):
 
     @model_validator(mode="after")
     def _grid_resolves_detector(self) -> Self:
+        # Imported here: hpcbench.simulate's modules import this one for their specs.
+        from hpcbench.simulate.optics import max_scattering_angle
+
         limit = max_scattering_angle(self.energy, self.sampling)
         if self.detector.outer > limit:
             raise ValueError(

@@ -17,7 +17,7 @@ Choices made here, with the numbers that motivated them (2-core development mach
 * **Aberrations** use abTEM's convention: ``defocus`` is ``-C10`` (positive defocus is
   underfocus, the probe focused above the entrance surface) and ``Cs`` is ``C30``.
   The seed-003 optics (80 keV, 25 mrad, defocus 40 Å, Cs 4·10⁵ Å = 40 µm) are
-  heavily aberrated: at 25 mrad the Cs phase is ``2π/λ · Cs α⁴/4 ≈ 23 rad``, and the
+  heavily aberrated: at 25 mrad the Cs phase is ``2π/λ · Cs α⁴/4 ≈ 5.9 rad``, and the
   probe's peak intensity is only ~22 % of an aberration-free probe's; its intensity
   spreads over several Å (99.5 % within a radius of ~6 Å), which is what limits PRISM's
   interpolation (:func:`safe_prism_interpolation`).
