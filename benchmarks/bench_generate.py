@@ -10,7 +10,18 @@ figure is a ratio against a reference measured in the same run:
 * **ray N CPUs**: the same with every core - parallel efficiency is
   ``t(1 CPU) / (N · t(N CPUs))`` (1.0 = perfect).
 
-Two workloads: ``incoherent``, the quickstart's incoherent WSe2 dataset through the
+Two further workloads answer the issue's other questions, at the quickstart's settings:
+
+* ``haadf``: one shard of the quickstart's abTEM dataset through ``build_shard`` with one
+  thread: images/s per core, and the multislice stage's time ÷ the FFT floor (one
+  planned FFT of that grid × 2 × slices × probes, measured in the same run) for both
+  multislice and the quickstart's PRISM;
+* ``dose``: a 5-level dose ablation ÷ one level. One level builds the dataset (simulate,
+  crop, corrupt); each further level re-noises the stored ``clean`` frames with
+  :func:`hpcbench.simulate.add_noise` at its dose (what training does on the fly), so
+  nothing is re-simulated. Reported for the incoherent and the abTEM dataset.
+
+The generation workloads: ``incoherent``, the quickstart's incoherent WSe2 dataset through the
 real ``build_shard`` (structure, convolution simulation, crops, corruption, labels),
 and ``noise``, seeded 128² noise images, so cheap that it measures overhead only. Ray
 start-up is excluded (it is paid once per ``hpcbench generate``); the first Ray Data
@@ -22,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,12 +41,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import yaml
 
 from hpcbench.datasets.generate import generate
 from hpcbench.datasets.schema import tensor_column
 from hpcbench.datasets.sink import write_shard
 from hpcbench.seeding import Stream, stream_rng
-from hpcbench.study import Study, load_study
+from hpcbench.study import MultisliceSimulation, Study, load_study, validate_study_data
 
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "quickstart.yaml"
 Builder = Callable[[Study, str, int], pa.Table]
@@ -134,16 +147,116 @@ def run(workload: str, images: int, shard_size: int, cpus: int, repeat: int) -> 
     )
 
 
+def _quickstart(name: str, size: int) -> Study:
+    """The quickstart with only dataset ``name``, ``size`` images in one shard."""
+    data = yaml.safe_load(STUDY.read_text())
+    spec = data["datasets"][name]
+    spec.update(size=size, shard_size=size)
+    return validate_study_data({"name": "bench", "seed": 5, "datasets": {name: spec}})
+
+
+def run_haadf(threads: int) -> None:
+    """abTEM images/s per core and the multislice stage against the FFT floor."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_stem import fft_time
+
+    from hpcbench.datasets.samples import build_shard
+    from hpcbench.simulate._grid import grid_shape
+    from hpcbench.simulate.stem import configure_threads, simulate_haadf
+    from hpcbench.structures import build_structure
+
+    name = "wse2-haadf"
+    study = _quickstart(name, 4)
+    spec = study.datasets[name]
+    simulation = spec.simulation
+    assert isinstance(simulation, MultisliceSimulation)
+    atoms = build_structure(spec.structure, rng=0)
+    extent = (float(atoms.cell[0, 0]), float(atoms.cell[1, 1]))
+    gpts = grid_shape(extent, simulation.sampling)
+    with configure_threads(threads):
+        start = time.perf_counter()
+        table = build_shard(study, name, 0)
+        shard_seconds = time.perf_counter() - start
+        t_fft = fft_time(gpts, threads)
+        rows = []
+        for method in ("multislice", "prism"):
+            run = simulation.model_copy(update={"method": method})
+            image = simulate_haadf(atoms, run, seed=0)
+            rows.append((method, image.metadata))
+    meta = rows[0][1]
+    slices = int(np.ceil(atoms.cell[2, 2] / simulation.slice_thickness))
+    probes = int(np.prod(meta["scan_gpts"]))
+    floor = t_fft * 2 * slices * probes
+    structures = len(set(table["structure_index"].to_pylist()))
+    print(
+        f"\nhaadf: quickstart {name}, {len(atoms)} atoms, grid {gpts}, {slices} slices, "
+        f"{probes} probes, {threads} thread(s); one FFT {t_fft * 1e3:.2f} ms -> floor "
+        f"{floor:.1f} s per structure"
+    )
+    print(
+        f"  build_shard: {table.num_rows} images of {structures} structures in "
+        f"{shard_seconds:.1f} s = {table.num_rows / shard_seconds / threads:.3f} images/s/core"
+    )
+    for method, metadata in rows:
+        scan = metadata["time_scan"]
+        print(
+            f"  {method:<10} scan {scan:7.1f} s  / FFT floor = {scan / floor:.2f}  "
+            f"(potential {metadata['time_potential']:.1f} s)"
+        )
+
+
+def run_dose(levels: int, images: int) -> None:
+    """Cost of a ``levels``-level dose ablation relative to one level."""
+    from hpcbench.datasets.samples import build_shard
+    from hpcbench.datasets.schema import images_to_numpy
+    from hpcbench.simulate.corrupt import CorruptionParams, add_noise
+
+    doses = np.geomspace(1e3, 1e7, levels)
+    print(f"\ndose: {levels}-level ablation {doses[0]:.0e}..{doses[-1]:.0e} e/Å² / one level")
+    for name, size in (("wse2-incoherent", images), ("wse2-haadf", 4)):
+        study = _quickstart(name, size)
+        build_shard(study, name, 0) if name == "wse2-incoherent" else None  # warm caches
+        start = time.perf_counter()
+        table = build_shard(study, name, 0)
+        one = time.perf_counter() - start
+        clean = images_to_numpy(table, "clean")
+        seeds = table["corruption_seed"].to_pylist()
+        pixel = table["pixel_size"].to_pylist()
+        start = time.perf_counter()
+        for dose in doses[1:]:
+            params = CorruptionParams(dose=float(dose))
+            for frame, seed, size_px in zip(clean, seeds, pixel, strict=True):
+                add_noise(frame, params, pixel_size=size_px, seed=seed)
+        extra = time.perf_counter() - start
+        print(
+            f"  {name:<16} one level {one:7.2f} s, {levels - 1} more levels {extra:6.2f} s "
+            f"-> {levels} levels / 1 = {(one + extra) / one:.3f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--shard-size", type=int, default=128)
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--workload", choices=["noise", "incoherent", "both"], default="both")
+    parser.add_argument(
+        "--workload",
+        choices=["noise", "incoherent", "haadf", "dose", "all"],
+        default="all",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="threads for haadf")
     args = parser.parse_args()
-    for workload in ("noise", "incoherent") if args.workload == "both" else (args.workload,):
-        run(workload, args.images, args.shard_size, args.cpus, args.repeat)
+    chosen = (
+        ("noise", "incoherent", "haadf", "dose") if args.workload == "all" else (args.workload,)
+    )
+    for workload in chosen:
+        if workload == "haadf":
+            run_haadf(args.threads)
+        elif workload == "dose":
+            run_dose(5, args.shard_size)
+        else:
+            run(workload, args.images, args.shard_size, args.cpus, args.repeat)
 
 
 if __name__ == "__main__":

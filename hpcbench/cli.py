@@ -167,7 +167,7 @@ def _report(exc: BaseException) -> int:
         for line in exc.lines:
             typer.echo(line, err=True)
         return 2
-    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError | ConnectionError):
         typer.echo(f"error: {exc}", err=True)
         return 2
     raise exc

@@ -48,17 +48,35 @@ def _dataset(root: Path) -> Path:
     return directory
 
 
+@pytest.mark.parametrize(
+    "study", sorted((DATA / "bad_studies").glob("*.yaml")), ids=lambda path: path.stem
+)
 def test_generate_rejects_a_bad_study_before_creating_anything(
+    study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ray
+
+    root = tmp_path / "root"
+    code = main(["generate", str(study), "--root", str(root)])
+    assert code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err and all(line.startswith(f"{study.name}: ") for line in err)
+    assert not root.exists()
+    assert not ray.is_initialized()
+
+
+def test_generate_fails_fast_on_an_unreachable_cluster(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import ray
 
     root = tmp_path / "root"
-    code = main(["generate", str(DATA / "bad_studies" / "bad_name.yaml"), "--root", str(root)])
+    study = str(STUDIES / "quickstart.yaml")
+    # Port 1 on loopback is closed: a refused connection, not minutes of Ray retries.
+    code = main(["generate", study, "--smoke", "--root", str(root), "--address", "127.0.0.1:1"])
     assert code == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1
-    assert err[0].startswith("bad_name.yaml: name: ")
+    assert err == ["error: cannot reach a Ray cluster at 127.0.0.1:1: Connection refused"]
     assert not root.exists()
     assert not ray.is_initialized()
 

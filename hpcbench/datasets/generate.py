@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -137,6 +138,36 @@ def _plan(study: Study, name: str, root: Path) -> _Plan:
     return _Plan(name, directory, manifest, todo, shard_size, len(layout))
 
 
+def check_reachable(address: str, *, timeout: float = 5.0) -> None:
+    """Fail fast, in one line, when a Ray cluster's address does not answer.
+
+    ``ray.init`` retries an unreachable head for minutes while printing warnings; a TCP
+    connection to the GCS port tells in seconds. ``"auto"`` and ``"local"`` are left to
+    Ray.
+
+    Raises
+    ------
+    ConnectionError
+        ``cannot reach a Ray cluster at ADDRESS: reason``.
+    """
+    if address in ("auto", "local"):
+        return
+    hostport = address.removeprefix("ray://").split("/", 1)[0]
+    host, _, port_text = hostport.rpartition(":")
+    if not host:
+        host, port_text = hostport, "10001" if address.startswith("ray://") else "6379"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConnectionError(f"cannot reach a Ray cluster at {address}: bad port") from None
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConnectionError(f"cannot reach a Ray cluster at {address}: {reason}") from None
+
+
 def init_ray(address: str | None) -> bool:
     """Connect to a Ray cluster, or start an embedded one; return whether one was started.
 
@@ -153,6 +184,8 @@ def init_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        check_reachable(address)
     # Ray's start-up notices would drown the one line per shard; its errors still raise.
     if address is not None:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)

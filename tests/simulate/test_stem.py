@@ -12,8 +12,10 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from hpcbench.simulate.stem import (
-    PROBE_FRACTION,
+    PRISM_MAX_NRMS,
+    PRISM_MIN_R,
     configure_threads,
+    prism_error,
     probe_window,
     safe_prism_interpolation,
     simulate_haadf,
@@ -121,11 +123,18 @@ def test_probe_window_of_seed003_optics() -> None:
     # The aberration-free probe is more compact than the Cs = 4e5 Å one.
     sharp = MultisliceSimulation(method="prism", Cs=0.0, defocus=0.0, **CHEAP)
     assert probe_window(sharp, cell, 2).fraction > window.fraction
-    # The default optics allow no cropping in this cell; a 4× larger cell allows 2.
-    assert safe_prism_interpolation(spec, cell) == 1
-    big = (24 * A, 12 * A * np.sqrt(3))
-    assert safe_prism_interpolation(spec, big) == 2
-    assert probe_window(spec, big, 2).fraction >= PROBE_FRACTION
+
+    # Predicted error of f = 2 on this cell: measured with abTEM here r = 0.990, nRMS
+    # 0.048, peaks +11 % (the issue: r = 0.991, +12 %); the prediction is conservative.
+    atoms = wse2(8, 4)
+    error = prism_error(atoms, spec, 2)
+    assert 0.98 < error.r < 0.995
+    assert 0.03 < error.nrms < 0.07
+    assert not error.acceptable
+    assert prism_error(atoms, spec, 1) == (1, 1.0, 0.0, probe_window(spec, cell, 1))
+    # So the seed-003 optics allow no cropping in this cell; corrected optics allow 3.
+    assert safe_prism_interpolation(atoms, spec) == 1
+    assert safe_prism_interpolation(atoms, sharp) == 3
 
 
 def test_configure_threads_restores_settings() -> None:
@@ -139,36 +148,34 @@ def test_configure_threads_restores_settings() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured r = 0.9926 (< 0.995) at f = 2 with a 99.67 % window: the 99.5 % "
-    "window criterion is not yet strict enough; recalibrate PROBE_FRACTION",
-)
 def test_safe_prism_interpolation_matches_multislice() -> None:
-    # A 79 × 68 Å cell is the smallest WSe2 cell where the seed-003 probe fits a
-    # cropping window (f = 2) to 99.5 %. Coarse grid (0.15 Å keeps 93 mrad) and scan.
-    atoms = wse2(24, 12, vacuum=1.0)
-    common: dict[str, Any] = {
-        "sampling": 0.15,
-        "detector": {"inner": 40, "outer": 90},
-        "slice_thickness": 2.0,
-        "scan_sampling": 1.5,
-    }
-    extent = (atoms.cell[0, 0], atoms.cell[1, 1])
-    factor = safe_prism_interpolation(MultisliceSimulation(method="prism", **common), extent)
+    """The fastest PRISM setting the code offers stays within r >= 0.995, nRMS <= 0.1.
+
+    Corrected optics on the 26 × 23 Å cell, where :func:`safe_prism_interpolation` offers
+    f = 3 (measured here: r = 0.99995, nRMS = 0.052, peaks +6 %; f = 2: r = 0.99999,
+    nRMS = 0.017). About a minute: the multislice reference scans 3400 probes.
+    """
+    atoms = wse2(8, 4)
+    corrected: dict[str, Any] = {**CHEAP, "defocus": 0.0, "Cs": 0.0}
+    factor = safe_prism_interpolation(atoms, MultisliceSimulation(method="prism", **corrected))
     assert factor >= 2
+    predicted = prism_error(atoms, MultisliceSimulation(method="prism", **corrected), factor)
+    assert predicted.r >= PRISM_MIN_R and predicted.nrms <= PRISM_MAX_NRMS
     with configure_threads(2):
         reference = simulate_haadf(
-            atoms, MultisliceSimulation(method="multislice", **common), seed=0
+            atoms, MultisliceSimulation(method="multislice", **corrected), seed=0
         ).array
         fast = simulate_haadf(
             atoms,
-            MultisliceSimulation(method="prism", prism_interpolation=factor, **common),
+            MultisliceSimulation(method="prism", prism_interpolation=factor, **corrected),
             seed=0,
         ).array
     r = correlation(fast, reference)
-    nrms = np.sqrt(np.mean((fast - reference) ** 2)) / reference.std()
-    print(f"f = {factor}: r = {r:.5f}, normalised RMS = {nrms:.4f}")
+    nrms = float(np.linalg.norm(fast - reference) / np.linalg.norm(reference))
+    print(
+        f"f = {factor}: r = {r:.5f}, nRMS = {nrms:.4f} (predicted {predicted.r:.5f}, "
+        f"{predicted.nrms:.4f})"
+    )
     assert r >= 0.995
     assert nrms <= 0.1
 
