@@ -188,7 +188,19 @@ def init_ray(address: str | None) -> bool:
         check_reachable(address)
     # Ray's start-up notices would drown the one line per shard; its errors still raise.
     if address is not None:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        except ConnectionError as exc:
+            # Ray >= 2.5x clusters made by `ray start` use token auth, but a client only
+            # sends the token (~/.ray/auth_token) when RAY_AUTH_MODE=token is set.
+            hint = ""
+            if os.environ.get("RAY_AUTH_MODE") != "token":
+                hint = (
+                    "; if the cluster was started with `ray start` (token authentication), "
+                    "set RAY_AUTH_MODE=token and make its token available"
+                )
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConnectionError(f"{first}{hint}") from None
     else:
         ray.init(
             num_cpus=os.cpu_count(),
