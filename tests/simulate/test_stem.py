@@ -14,6 +14,7 @@ from scipy import ndimage
 from hpcbench.simulate.stem import (
     PRISM_MAX_NRMS,
     PRISM_MIN_R,
+    check_prism,
     configure_threads,
     prism_error,
     probe_window,
@@ -137,6 +138,30 @@ def test_probe_window_of_seed003_optics() -> None:
     assert safe_prism_interpolation(atoms, sharp) == 3
 
 
+def test_check_prism_statistics() -> None:
+    reference = np.linspace(1.0, 2.0, 50)
+    same = check_prism(reference.copy(), reference)
+    assert same.r == pytest.approx(1.0) and same.nrms == 0.0 and same.passed
+    scaled = check_prism(1.1 * reference, reference)
+    assert scaled.r == pytest.approx(1.0)
+    assert scaled.nrms == pytest.approx(0.1)
+    assert not scaled.passed  # a 10 % scale error is not PRISM-accurate
+    with pytest.raises(ValueError, match="equal 1-D"):
+        check_prism(reference[:2], reference[:2])
+
+
+def test_prism_image_is_checked_against_multislice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even when the prediction lets a factor through, the run-time check catches it."""
+    import hpcbench.simulate.stem as stem
+
+    monkeypatch.setattr(stem, "PRISM_MIN_R", 0.0)
+    monkeypatch.setattr(stem, "PRISM_MAX_NRMS", 10.0)
+    atoms = wse2(2, 1)  # 6.6 × 5.7 Å: f = 2 crops the seed-003 probe to 3.3 × 2.8 Å
+    spec = MultisliceSimulation(method="prism", prism_interpolation=2, **CHEAP)
+    with configure_threads(2), pytest.raises(ValueError, match="disagrees with multislice"):
+        simulate_haadf(atoms, spec, seed=0)
+
+
 def test_configure_threads_restores_settings() -> None:
     before = (abtem.config.get("fftw.threads"), torch.get_num_threads())
     with configure_threads(1):
@@ -165,11 +190,12 @@ def test_safe_prism_interpolation_matches_multislice() -> None:
         reference = simulate_haadf(
             atoms, MultisliceSimulation(method="multislice", **corrected), seed=0
         ).array
-        fast = simulate_haadf(
+        fast_image = simulate_haadf(
             atoms,
             MultisliceSimulation(method="prism", prism_interpolation=factor, **corrected),
             seed=0,
-        ).array
+        )
+    fast = fast_image.array
     r = correlation(fast, reference)
     nrms = float(np.linalg.norm(fast - reference) / np.linalg.norm(reference))
     print(
@@ -178,6 +204,10 @@ def test_safe_prism_interpolation_matches_multislice() -> None:
     )
     assert r >= 0.995
     assert nrms <= 0.1
+    # The run-time check's estimate from 64 positions agrees with the whole image.
+    sampled = fast_image.metadata["prism_check"]
+    assert sampled["r"] == pytest.approx(r, abs=2e-3)
+    assert sampled["nrms"] == pytest.approx(nrms, rel=0.3)
 
 
 def column_values(
