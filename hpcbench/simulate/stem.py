@@ -467,6 +467,18 @@ def simulate_haadf(
     """
     import abtem
 
+    # FFTW_MEASURE (abTEM's default) picks FFT algorithms by timing them, so the bits of
+    # an image could depend on the machine's load; FFTW_ESTIMATE plans deterministically
+    # (and was as fast here), so a shard rebuilt anywhere has the same bytes.
+    with abtem.config.set({"fftw.planning_effort": "FFTW_ESTIMATE"}):
+        return _simulate_haadf(atoms, spec, seed=seed, device=device)
+
+
+def _simulate_haadf(
+    atoms: Atoms, spec: MultisliceSimulation, *, seed: int, device: str
+) -> PeriodicImage:
+    import abtem
+
     started = time.perf_counter()
     extent = _cell_extent(atoms)
     limit = max_scattering_angle(spec.energy, spec.sampling)

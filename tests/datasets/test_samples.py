@@ -82,6 +82,15 @@ def test_shard_is_deterministic_and_independent_of_other_shards(
     assert last.column("structure_index").to_pylist() == [2, 2, 2, 3]
 
 
+def test_shard_bytes_do_not_depend_on_blas_threads(noisy: tuple[Study, pa.Table]) -> None:
+    from threadpoolctl import threadpool_limits
+
+    study, table = noisy
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads):
+            assert build_shard(study, "d", 0).equals(table)
+
+
 def test_image_is_add_noise_of_clean_bit_for_bit(noisy: tuple[Study, pa.Table]) -> None:
     """The stored clean frame plus the parameter columns reproduce every image exactly."""
     _, table = noisy
