@@ -19,7 +19,22 @@ from hpcbench.datasets.schema import COORDINATES, SAMPLE_ID, images_to_numpy
 __all__ = ["class_names", "show_dataset"]
 
 # Mask classes in tab10 order, skipping its grey; alpha of the mask overlay.
-_COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
+# One distinct colour per mask value up to 13 (lattice + the nine MX2 classes fit).
+_COLOURS = (
+    "#d62728",
+    "#1f77b4",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#bcbd22",
+    "#17becf",
+    "#7f7f7f",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+)
 _MASK_ALPHA = 0.35
 
 
@@ -133,7 +148,8 @@ def show_dataset(
             Line2D([], [], ls="", marker="o", mfc="none", mec="black", label="labelled site")
         )
     if handles:
-        figure.legend(handles=handles, loc="outside lower center", ncols=len(handles))
+        # At most three entries per row, so nine MX2 classes fit even a 3-panel width.
+        figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3))
     figure.suptitle(directory.name, fontsize=10)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
