@@ -35,7 +35,14 @@ from hpcbench.simulate.corrupt import (
     sample_corruption,
 )
 from hpcbench.simulate.crop import crop, prepare, random_geometry
-from hpcbench.simulate.labels import class_map, labelled_coordinates, render_mask, site_table
+from hpcbench.simulate.labels import (
+    Coordinates,
+    Sites,
+    class_map,
+    labelled_coordinates,
+    render_mask,
+    site_table,
+)
 from hpcbench.simulate.periodic import PeriodicImage
 from hpcbench.structures import build_structure
 from hpcbench.study import DatasetSpec, IncoherentSimulation, Study
@@ -91,8 +98,8 @@ class _Columns:
     image: list[NDArray[np.float32]]
     clean: list[NDArray[np.float32]]
     mask: list[NDArray[np.uint8]]
-    coordinates: list[list[dict[str, Any]]]
-    atoms: list[list[dict[str, Any]]]
+    coordinates: list[Coordinates]
+    atoms: list[Sites]
     scalars: dict[str, list[Any]]
 
     @classmethod
@@ -233,8 +240,8 @@ def _build_shard(study: Study, name: str, shard_index: int) -> pa.Table:
             columns.structure_index.append(structure_index)
             columns.image.append(np.asarray(image, dtype=np.float32))
             columns.mask.append(mask)
-            columns.coordinates.append(labelled_coordinates(sites, mapping).as_records())
-            columns.atoms.append(_atoms_rows(sites))
+            columns.coordinates.append(labelled_coordinates(sites, mapping))
+            columns.atoms.append(sites)
             columns.add_scalars({**structure_columns, **row})
 
     return _to_table(columns, corrupted=spec.corruption is not None)
@@ -253,11 +260,25 @@ def _corruption_columns(params: CorruptionParams) -> dict[str, Any]:
     return {f"corruption_{key}": value for key, value in params.as_columns().items()}
 
 
-def _atoms_rows(sites: Any) -> list[dict[str, Any]]:
-    return [
-        {"x": float(x), "y": float(y), "code": int(code), "z_number": int(z)}
-        for x, y, code, z in zip(sites.x, sites.y, sites.code, sites.z_number, strict=True)
-    ]
+def _list_column(
+    kind: pa.DataType, lengths: list[int], fields: list[NDArray[np.generic]]
+) -> pa.Array:
+    """A ``list<struct>`` column of type ``kind`` from each row's length and flat fields.
+
+    The same array as ``pa.array(records, kind)`` from one dict per element, built
+    from the concatenated numpy arrays and the row offsets instead of Python objects.
+    """
+    struct = kind.value_type
+    offsets = np.zeros(len(lengths) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = pa.StructArray.from_arrays(
+        [
+            pa.array(np.asarray(array, dtype=struct.field(i).type.to_pandas_dtype()))
+            for i, array in enumerate(fields)
+        ],
+        fields=list(struct),
+    )
+    return pa.ListArray.from_arrays(pa.array(offsets), values, type=kind)
 
 
 def _to_table(columns: _Columns, *, corrupted: bool) -> pa.Table:
@@ -269,8 +290,20 @@ def _to_table(columns: _Columns, *, corrupted: bool) -> pa.Table:
     if corrupted:
         arrays["clean"] = tensor_column(np.stack(columns.clean))
     arrays["mask"] = tensor_column(np.stack(columns.mask))
-    arrays["coordinates"] = pa.array(columns.coordinates, coordinates_type())
-    arrays["atoms"] = pa.array(columns.atoms, atoms_type())
+    coords, atoms = columns.coordinates, columns.atoms
+    arrays["coordinates"] = _list_column(
+        coordinates_type(),
+        [len(c) for c in coords],
+        [np.concatenate([getattr(c, name) for c in coords]) for name in ("x", "y", "cls")],
+    )
+    arrays["atoms"] = _list_column(
+        atoms_type(),
+        [len(a) for a in atoms],
+        [
+            np.concatenate([getattr(a, name) for a in atoms])
+            for name in ("x", "y", "code", "z_number")
+        ],
+    )
     for key, values in columns.scalars.items():
         arrays[key] = pa.array(values)
     return pa.table(arrays)
