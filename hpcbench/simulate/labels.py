@@ -149,9 +149,13 @@ def _tile(
     # corners of the crop grown by ``grow`` in every direction
     box = (corners[:, None, :] + steps[None, :, :]).reshape(-1, 2)
     fbox = box @ inverse
-    lo = np.floor(fbox.min(axis=0)).astype(int) - 1
-    hi = np.ceil(fbox.max(axis=0)).astype(int) + 1
-    n1, n2 = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1))
+    # A site kept by the caller lies at least one pixel inside the grown box, so its
+    # fractional position f = w + n (w in [0, 1], the wrapped site; n the shift) is in
+    # (min, max) of ``fbox`` with room to spare: floor(min) <= n < ceil(max). Tiles
+    # outside that range only produce sites the caller drops.
+    lo = np.floor(fbox.min(axis=0)).astype(int)
+    hi = np.ceil(fbox.max(axis=0)).astype(int)
+    n1, n2 = np.meshgrid(np.arange(lo[0], hi[0]), np.arange(lo[1], hi[1]))
     shifts = np.stack([n1.ravel(), n2.ravel()], axis=1) @ lattice
     tiled = (base[None, :, :] + shifts[:, None, :]).reshape(-1, 2)
     index = np.tile(np.arange(len(xy)), len(shifts))
