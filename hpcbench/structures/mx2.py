@@ -11,6 +11,7 @@ column" is an exact grid offset and no two defects ever share a projected column
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -143,6 +144,21 @@ def mx2(
         the formula, phase, ``a``, ``thickness`` and supercell.
     """
     del rng
+    # The lattice is a pure function of its arguments: build it once, hand out copies.
+    atoms: Atoms = _pristine(formula, phase, a, thickness, tuple(supercell), vacuum).copy()  # type: ignore[no-untyped-call]
+    return atoms
+
+
+@functools.lru_cache(maxsize=16)
+def _pristine(
+    formula: str,
+    phase: Literal["2H", "1T"],
+    a: float | None,
+    thickness: float | None,
+    supercell: tuple[int, int],
+    vacuum: float,
+) -> Atoms:
+    """The lattice :func:`mx2` returns (cached; callers must copy it)."""
     metal, anion = _split_formula(formula)
     default_a, default_t = MX2_PARAMETERS[formula]
     a = default_a if a is None else float(a)
