@@ -18,8 +18,11 @@ sites line up with the distorted image.
 
 from __future__ import annotations
 
+import importlib
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from numpy.random import Generator, SeedSequence
@@ -333,6 +336,84 @@ def corrupt(
     )
 
 
+def _gaussian_rows_cols(
+    image: NDArray[np.float64],
+    weights: NDArray[np.float64],
+    tmp: NDArray[np.float64],
+    out: NDArray[np.float64],
+) -> None:
+    """Symmetric correlation with ``weights`` along axis 0, then 1, "reflect" ends.
+
+    Every output value is summed in scipy's order for a symmetric kernel
+    (``x[i]·w[r]``, then ``(x[i-j] + x[i+j])·w[r-j]`` for ``j = r … 1``), so the result
+    equals ``ndimage.gaussian_filter(image, sigma, mode="reflect")`` bit for bit; axis 0
+    runs over whole rows at a time instead of through a line buffer per column.
+    """
+    rows, cols = image.shape
+    r = (weights.shape[0] - 1) // 2
+    for i in range(rows):
+        centre = weights[r]
+        for k in range(cols):
+            tmp[i, k] = image[i, k] * centre
+        for j in range(r, 0, -1):
+            a = i - j
+            if a < 0:
+                a = -a - 1
+            b = i + j
+            if b >= rows:
+                b = 2 * rows - 1 - b
+            w = weights[r - j]
+            for k in range(cols):
+                tmp[i, k] += (image[a, k] + image[b, k]) * w
+    line = np.empty(cols + 2 * r)
+    for i in range(rows):
+        for k in range(cols):
+            line[r + k] = tmp[i, k]
+        for k in range(r):
+            line[r - 1 - k] = tmp[i, k]
+            line[r + cols + k] = tmp[i, cols - 1 - k]
+        for k in range(cols):
+            c = k + r
+            total = line[c] * weights[r]
+            for j in range(r, 0, -1):
+                total += (line[c - j] + line[c + j]) * weights[r - j]
+            out[i, k] = total
+
+
+_compiled_gaussian: list[Callable[..., Any] | None] = []
+
+
+def _gaussian_reflect(image: NDArray[np.float64], sigma: float) -> NDArray[np.float64]:
+    """``ndimage.gaussian_filter(image, sigma, mode="reflect")``, compiled with numba.
+
+    Same kernel (``truncate=4``), same summation order, same bits; about 1.5-2x faster
+    on a 128² frame. Falls back to scipy without numba or for a kernel wider than the
+    image.
+    """
+    if not _compiled_gaussian:
+        try:
+            numba = importlib.import_module("numba")
+        except ImportError:
+            _compiled_gaussian.append(None)
+        else:
+            _compiled_gaussian.append(numba.njit(nogil=True, cache=False)(_gaussian_rows_cols))
+    kernel = _compiled_gaussian[0]
+    sd = float(sigma)
+    radius = int(4.0 * sd + 0.5)
+    if kernel is None or sd <= 1e-15 or radius >= min(image.shape):
+        filtered: NDArray[np.float64] = ndimage.gaussian_filter(image, sigma, mode="reflect")
+        return filtered
+    # scipy's _gaussian_kernel1d (order 0), reversed for correlation as scipy does
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sd * sd) * x**2)
+    weights = np.ascontiguousarray((phi / phi.sum())[::-1])
+    source = np.ascontiguousarray(image, dtype=np.float64)
+    tmp = np.empty_like(source)
+    out = np.empty_like(source)
+    kernel(source, weights, tmp, out)
+    return out
+
+
 def distort(
     clean: NDArray[np.floating],
     params: CorruptionParams,
@@ -370,7 +451,7 @@ def distort(
     shape = (image.shape[0] - 2 * border, image.shape[1] - 2 * border)
     interior = (slice(border, border + shape[0]), slice(border, border + shape[1]))
     if params.blur > 0:
-        image = ndimage.gaussian_filter(image, params.blur / pixel_size, mode="reflect")
+        image = _gaussian_reflect(image, params.blur / pixel_size)
     if params.drift > 0 or params.jitter > 0:
         dy, dx = scan_distortion(shape, params, pixel_size=pixel_size, seed=seed)
         r, c = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
