@@ -38,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -179,10 +180,15 @@ def run_haadf(threads: int) -> None:
         shard_seconds = time.perf_counter() - start
         t_fft = fft_time(gpts, threads)
         rows = []
-        for method in ("multislice", "prism"):
+        runs: tuple[tuple[str, Literal["hpcbench", "abtem"]], ...] = (
+            ("multislice", "hpcbench"),
+            ("multislice", "abtem"),
+            ("prism", "abtem"),
+        )
+        for method, engine in runs:
             run = simulation.model_copy(update={"method": method})
-            image = simulate_haadf(atoms, run, seed=0)
-            rows.append((method, image.metadata))
+            image = simulate_haadf(atoms, run, seed=0, engine=engine)
+            rows.append((f"{method} ({engine})", image.metadata))
     meta = rows[0][1]
     slices = int(np.ceil(atoms.cell[2, 2] / simulation.slice_thickness))
     probes = int(np.prod(meta["scan_gpts"]))
@@ -200,7 +206,7 @@ def run_haadf(threads: int) -> None:
     for method, metadata in rows:
         scan = metadata["time_scan"]
         print(
-            f"  {method:<10} scan {scan:7.1f} s  / FFT floor = {scan / floor:.2f}  "
+            f"  {method:<24} scan {scan:7.1f} s  / FFT floor = {scan / floor:.2f}  "
             f"(potential {metadata['time_potential']:.1f} s)"
         )
 

@@ -62,7 +62,7 @@ __all__ = [
 
 # Bumped whenever generation code changes the bytes a given spec produces, so old
 # datasets are not mistaken for current ones (it enters every dataset hash).
-DATA_FORMAT_VERSION = 1
+DATA_FORMAT_VERSION = 2
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 METALS = ("Mo", "W", "Nb", "Ta", "Ti", "V", "Cr")

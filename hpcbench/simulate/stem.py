@@ -14,6 +14,10 @@ Choices made here, with the numbers that motivated them (2-core development mach
   came out 11 % low), so a grid too coarse for ``detector.outer`` is a ``ValueError``.
 * **Threads**: computations run on dask's synchronous scheduler, with FFT threads from
   :func:`configure_threads`; dask threads on top of 2-thread FFTW were 15–30× slower.
+* **Multislice** scans run on :mod:`hpcbench.simulate._multislice` (abTEM's potential,
+  probe, anti-aliasing and detector pixels; torch FFTs; 2 × slices FFTs a probe) unless
+  ``engine="abtem"``: 47.5 s with abTEM against ~10 s for the quickstart's 1312-probe
+  scan on one thread, the FFT floor being ~9 s.
 * **Aberrations** use abTEM's convention: ``defocus`` is ``-C10`` (positive defocus is
   underfocus, the probe focused above the entrance surface) and ``Cs`` is ``C30``.
   The seed-003 optics (80 keV, 25 mrad, defocus 40 Å, Cs 4·10⁵ Å = 40 µm) are
@@ -36,13 +40,14 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from ase import Atoms
 from numpy.typing import NDArray
 
 from hpcbench.simulate._grid import _is_smooth, grid_shape
+from hpcbench.simulate._multislice import DEFAULT_BATCH, multislice_haadf
 from hpcbench.simulate.optics import max_scattering_angle, wavelength
 from hpcbench.simulate.periodic import PeriodicImage
 from hpcbench.study import MultisliceSimulation
@@ -429,7 +434,12 @@ def _verify_prism(
 
 
 def simulate_haadf(
-    atoms: Atoms, spec: MultisliceSimulation, *, seed: int, device: str = "cpu"
+    atoms: Atoms,
+    spec: MultisliceSimulation,
+    *,
+    seed: int,
+    device: str = "cpu",
+    engine: Literal["hpcbench", "abtem"] = "hpcbench",
 ) -> PeriodicImage:
     """HAADF-STEM image of a periodic cell, scanned over the whole cell.
 
@@ -448,6 +458,12 @@ def simulate_haadf(
         is the static lattice).
     device : str
         ``"cpu"`` or ``"gpu"`` (abTEM's device names).
+    engine : {"hpcbench", "abtem"}
+        Who scans the probe for ``method: multislice`` on the CPU: the batched engine
+        (:func:`~hpcbench.simulate._multislice.multislice_haadf`: abTEM's potential and
+        probe; r = 1 - 3e-13 and at most 6e-6 relative difference against abTEM on the
+        test cells; about 1x the FFT floor at the quickstart settings) or
+        ``abtem.Probe.scan`` (about 5x the floor). PRISM and the GPU always use abTEM.
 
     Returns
     -------
@@ -471,11 +487,16 @@ def simulate_haadf(
     # an image could depend on the machine's load; FFTW_ESTIMATE plans deterministically
     # (and was as fast here), so a shard rebuilt anywhere has the same bytes.
     with abtem.config.set({"fftw.planning_effort": "FFTW_ESTIMATE"}):
-        return _simulate_haadf(atoms, spec, seed=seed, device=device)
+        return _simulate_haadf(atoms, spec, seed=seed, device=device, engine=engine)
 
 
 def _simulate_haadf(
-    atoms: Atoms, spec: MultisliceSimulation, *, seed: int, device: str
+    atoms: Atoms,
+    spec: MultisliceSimulation,
+    *,
+    seed: int,
+    device: str,
+    engine: Literal["hpcbench", "abtem"],
 ) -> PeriodicImage:
     import abtem
 
@@ -514,6 +535,11 @@ def _simulate_haadf(
     check: PrismCheck | None = None
     total = np.zeros(scan_gpts, dtype=np.float64)
     configurations = _configurations(atoms, spec, seed)
+    own_engine = spec.method == "multislice" and engine == "hpcbench" and device == "cpu"
+    probe_array: NDArray[np.complex64] | None = None
+    if own_engine:
+        probe_waves = _probe(spec, gpts=gpts, extent=extent).build((0.0, 0.0), lazy=False)
+        probe_array = np.asarray(probe_waves.array, dtype=np.complex64)
     for configuration in configurations:
         tick = time.perf_counter()
         # Built once per configuration up front: a lazy potential is rebuilt for every
@@ -523,6 +549,22 @@ def _simulate_haadf(
         ).build(lazy=False)
         tock = time.perf_counter()
         measurement: Any
+        if probe_array is not None:
+            values = multislice_haadf(
+                np.asarray(potential.array, dtype=np.float32),
+                np.asarray(potential.slice_thickness, dtype=np.float64),
+                extent,
+                probe_array,
+                energy=spec.energy,
+                inner=spec.detector.inner,
+                outer=spec.detector.outer,
+                scan_gpts=scan_gpts,
+                batch=DEFAULT_BATCH,
+            )
+            total += values
+            time_potential += tock - tick
+            time_scan += time.perf_counter() - tock
+            continue
         if spec.method == "multislice":
             probe = abtem.Probe(**optics, aberrations=aberrations, device=device)
             measurement = probe.scan(
@@ -554,6 +596,7 @@ def _simulate_haadf(
         margin=0.0 if periodic else NONPERIODIC_MARGIN,
         metadata={
             "method": spec.method,
+            "engine": "hpcbench" if own_engine else "abtem",
             "gpts": gpts,
             "scan_gpts": scan_gpts,
             "prism_interpolation": interpolation,
