@@ -16,8 +16,8 @@ Choices made here, with the numbers that motivated them (2-core development mach
   :func:`configure_threads`; dask threads on top of 2-thread FFTW were 15–30× slower.
 * **Multislice** scans run on :mod:`hpcbench.simulate._multislice` (abTEM's potential,
   probe, anti-aliasing and detector pixels; torch FFTs; 2 × slices FFTs a probe) unless
-  ``engine="abtem"``: 47.5 s with abTEM against ~10 s for the quickstart's 1312-probe
-  scan on one thread, the FFT floor being ~9 s.
+  ``engine="abtem"``: the quickstart's 1312-probe scan on one thread (loaded machine,
+  FFT floor 13.7 s) took 13.2 s, against 48.9 s with abTEM and 20.2 s with PRISM.
 * **Aberrations** use abTEM's convention: ``defocus`` is ``-C10`` (positive defocus is
   underfocus, the probe focused above the entrance surface) and ``Cs`` is ``C30``.
   The seed-003 optics (80 keV, 25 mrad, defocus 40 Å, Cs 4·10⁵ Å = 40 µm) are
