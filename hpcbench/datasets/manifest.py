@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,13 @@ import pyarrow as pa
 from pydantic import ValidationError
 
 from hpcbench import __version__
-from hpcbench.datasets.sink import SHARD_PREFIX, ShardRecord, file_sha256, shard_name
+from hpcbench.datasets.sink import (
+    SHARD_PREFIX,
+    ShardRecord,
+    file_sha256,
+    shard_name,
+    write_atomic,
+)
 from hpcbench.study import DATA_FORMAT_VERSION, DatasetSpec, Study, dataset_hash
 
 __all__ = [
@@ -173,16 +178,8 @@ def write_manifest(directory: str | os.PathLike[str], manifest: Manifest) -> Non
     """Replace ``directory/_manifest.json`` atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".{MANIFEST_NAME}.tmp-{uuid.uuid4().hex}"
-    try:
-        text = json.dumps(manifest.to_json(), indent=1, sort_keys=False) + "\n"
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, directory / MANIFEST_NAME)
-    finally:
-        temporary.unlink(missing_ok=True)
+    text = json.dumps(manifest.to_json(), indent=1, sort_keys=False) + "\n"
+    write_atomic(directory / MANIFEST_NAME, text.encode("utf-8"))
 
 
 def shard_problem(directory: Path, record: ShardRecord | None, rows: int) -> str | None:

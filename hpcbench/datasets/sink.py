@@ -35,6 +35,7 @@ __all__ = [
     "file_sha256",
     "shard_name",
     "shard_parquet_bytes",
+    "write_atomic",
     "write_shard",
 ]
 
@@ -131,6 +132,24 @@ def shard_parquet_bytes(table: pa.Table) -> bytes:
     return bytes(sink.getvalue())
 
 
+def write_atomic(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` so a reader sees the old file or the new, never half.
+
+    The bytes go to a hidden temporary file beside it (a leading ``.``, so pyarrow and Ray
+    skip it), are fsynced, and are renamed over ``path``; on any failure the temporary
+    file is removed and ``path`` is untouched.
+    """
+    temporary = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def write_shard(table: pa.Table, directory: str | os.PathLike[str]) -> ShardRecord:
     """Write one shard atomically into ``directory``.
 
@@ -153,15 +172,7 @@ def write_shard(table: pa.Table, directory: str | os.PathLike[str]) -> ShardReco
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     name = shard_name(first)
-    temporary = directory / f".{name}.tmp-{uuid.uuid4().hex}"
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, directory / name)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_atomic(directory / name, payload)
     return ShardRecord(
         file=name,
         first_sample_id=first,
