@@ -40,6 +40,7 @@ __all__ = [
     "DatasetSpec",
     "DefectAmount",
     "Detector",
+    "FCNConfig",
     "FloatParam",
     "FrozenPhononSpec",
     "GrapheneStructure",
@@ -50,10 +51,13 @@ __all__ = [
     "LabelSpec",
     "MX2Structure",
     "Messy",
+    "ModelSpec",
     "MultisliceSimulation",
     "Range",
+    "ResNetUNetConfig",
     "Study",
     "StudyError",
+    "UNetConfig",
     "dataset_hash",
     "load_study",
     "sample_param",
@@ -503,6 +507,77 @@ class DatasetSpec(_Model):
         return self
 
 
+# ------------------------------------------------------------------------- training
+
+
+class FCNConfig(_Model):
+    """The seed-004 encoder-decoder FCN (Ziatdinov et al. 2017).
+
+    ``depth`` levels of one 3x3 convolution + ReLU + 2x2 max-pool with ``width``,
+    ``2 width``, ``4 width`` ... filters, the same filters in reverse with 2x up-sampling,
+    then a 3x3 and a 1x1 convolution to the classes (8/16/32 filters by default).
+    """
+
+    architecture: Literal["fcn"]
+    width: Annotated[int, Field(ge=1, le=1024)] = 8
+    depth: Annotated[int, Field(ge=1, le=6)] = 3
+    batch_norm: bool = False
+
+
+class UNetConfig(_Model):
+    """G-UNet (``unet``) and Attention-UNet (``attention_unet``) of seed 003 (Fuhr et al.).
+
+    ``depth`` down-sampling levels of double 3x3 convolutions (+ batch norm + ReLU) with
+    ``width · 2^i`` feature maps and a ``width · 2^depth`` bottleneck: the paper's
+    64→512 + 1024 is ``width: 64, depth: 4``. ``upsampling`` is a 2x2 stride-2
+    transposed convolution or bilinear interpolation.
+    """
+
+    architecture: Literal["unet", "attention_unet"]
+    width: Annotated[int, Field(ge=1, le=1024)] = 64
+    depth: Annotated[int, Field(ge=1, le=6)] = 4
+    upsampling: Literal["transpose", "bilinear"] = "transpose"
+
+
+class ResNetUNetConfig(_Model):
+    """A UNet whose encoder is a ResNet (He et al. 2016), built here, randomly initialised.
+
+    ``layers`` picks ResNet-18/34 (basic blocks) or 50/101/152 (bottlenecks); ``depth``
+    (1-5) is the number of encoder stages used (seed 001 used ResNet-18 with 3);
+    ``width`` is the stem width (64 in the published ResNets). ``weights`` is a local
+    file of ResNet weights in torchvision's key layout (nothing is downloaded).
+    """
+
+    architecture: Literal["resnet_unet"]
+    layers: Literal[18, 34, 50, 101, 152] = 18
+    width: Annotated[int, Field(ge=1, le=1024)] = 64
+    depth: Annotated[int, Field(ge=1, le=5)] = 5
+    weights: str | None = None
+
+
+ModelSpec = Annotated[
+    Annotated[FCNConfig, Tag("fcn")]
+    | Annotated[UNetConfig, Tag("unet")]
+    | Annotated[ResNetUNetConfig, Tag("resnet_unet")],
+    Discriminator(
+        lambda value: _architecture_tag(value),
+        custom_error_type="invalid_architecture",
+        custom_error_message=("architecture must be one of fcn, unet, attention_unet, resnet_unet"),
+    ),
+]
+
+
+def _architecture_tag(value: Any) -> str | None:
+    arch = (
+        value.get("architecture")
+        if isinstance(value, Mapping)
+        else getattr(value, "architecture", None)
+    )
+    if arch == "attention_unet":
+        return "unet"
+    return None if arch is None else str(arch)
+
+
 # ---------------------------------------------------------------------------- study
 
 
@@ -573,6 +648,7 @@ def dataset_hash(study: Study, name: str) -> str:
 # ------------------------------------------------------------------------- loading
 
 _TAGS = {"structure": {"mx2", "graphene"}, "simulation": {"incoherent", "multislice"}}
+_MODEL_TAGS = {"fcn", "unet", "resnet_unet"}
 
 _PARAM_TAGS = {"value", "range", "choices"}
 
@@ -606,6 +682,8 @@ def _location(loc: Sequence[int | str]) -> str:
         text = str(item)
         if parts and parts[-1] in _TAGS and text in _TAGS[parts[-1]]:
             continue  # the discriminated-union branch, not a key the user wrote
+        if len(parts) >= 2 and parts[-2] == "models" and text in _MODEL_TAGS:
+            continue  # the architecture branch of a named model
         if text in _PARAM_TAGS or text.startswith(("function-", "nullable[")):
             continue  # a union member tried by pydantic, not a key the user wrote
         if parts and text == "[key]":
