@@ -26,6 +26,8 @@ class Stream(IntEnum):
     CROP = 2
     CORRUPTION = 3
     PARAMETERS = 4
+    SPLIT = 5
+    TRAINING = 6
 
 
 def dataset_key(name: str) -> int:

@@ -36,9 +36,12 @@ from hpcbench.structures.defects import DefectName, GrapheneDefect, MX2Defect
 
 __all__ = [
     "DATA_FORMAT_VERSION",
+    "AugmentSpec",
+    "Axes",
     "Corruption",
     "DatasetSpec",
     "DefectAmount",
+    "DetectionSpec",
     "Detector",
     "FCNConfig",
     "FloatParam",
@@ -49,15 +52,19 @@ __all__ = [
     "IntParam",
     "IntRange",
     "LabelSpec",
+    "LossSpec",
     "MX2Structure",
     "Messy",
     "ModelSpec",
     "MultisliceSimulation",
     "Range",
     "ResNetUNetConfig",
+    "SplitSpec",
     "Study",
     "StudyError",
+    "TrainSpec",
     "UNetConfig",
+    "dataset_classes",
     "dataset_hash",
     "load_study",
     "sample_param",
@@ -604,6 +611,127 @@ def _relative_path(value: str) -> str:
 Slug = Annotated[str, AfterValidator(_slug)]
 
 
+ClassName = DefectName | Literal["lattice"]
+
+
+class LossSpec(_Model):
+    """Weights of the training loss terms (seed 001: cross-entropy + soft F1)."""
+
+    cross_entropy: NonNegativeFloat = 1.0
+    soft_f1: NonNegativeFloat = 1.0
+
+    @model_validator(mode="after")
+    def _some(self) -> Self:
+        if self.cross_entropy == 0 and self.soft_f1 == 0:
+            raise ValueError("at least one of cross_entropy, soft_f1 must be > 0")
+        return self
+
+
+class AugmentSpec(_Model):
+    """Training-time augmentation: a random crop, then a random rotation by 90° and flip.
+
+    ``crop`` [px] is the training patch (rows, cols); ``null`` trains on whole images.
+    Validation and test images are never augmented.
+    """
+
+    crop: tuple[Annotated[int, Field(ge=8)], Annotated[int, Field(ge=8)]] | None = None
+    rot90: bool = True
+    flips: bool = True
+
+
+class SplitSpec(_Model):
+    """Fractions of each dataset's *structures* held out for validation and test.
+
+    Splitting by structure keeps crops of one simulated structure on one side, so the
+    test split never shares a supercell with training. The split depends only on the
+    study seed and the dataset, never on the trial.
+    """
+
+    validation: Annotated[float, _at_least(0.0, strict=True), _at_most(0.5)] = 0.1
+    test: Annotated[float, _at_least(0.0, strict=True), _at_most(0.5)] = 0.1
+
+
+class DetectionSpec(_Model):
+    """Atom finding on class probability maps for detection metrics.
+
+    ``method`` is Laplacian-of-Gaussian blobs (seed 004) or local maxima, on the
+    probability thresholded at ``threshold``; detections within ``match_radius`` [Å] of
+    a labelled site are matched one-to-one (Hungarian algorithm).
+    """
+
+    method: Literal["log", "peaks"] = "log"
+    threshold: Annotated[float, _at_least(0.0), _at_most(1.0)] = 0.5
+    match_radius: PositiveFloat = 0.5
+
+
+class Axes(_Model):
+    """Ablation axes: each listed value replaces the fixed setting of the same name.
+
+    The trials are the Cartesian product of the axes times ``repeats`` seeds.
+    ``dose`` ``null`` means the dataset's own noisy images; a number re-noises the
+    stored clean images at that dose [e/Å²] on the fly.
+    """
+
+    model: Annotated[list[Slug], Field(min_length=1)] | None = None
+    dataset: Annotated[list[Slug], Field(min_length=1)] | None = None
+    train_size: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] | None = None
+    dose: Annotated[list[PositiveFloat | None], Field(min_length=1)] | None = None
+    classes: (
+        Annotated[list[Annotated[list[ClassName], Field(min_length=1)]], Field(min_length=1)] | None
+    ) = None
+    learning_rate: Annotated[list[PositiveFloat], Field(min_length=1)] | None = None
+
+    def names(self) -> list[str]:
+        """The axes that are set, in declaration order."""
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+
+class TrainSpec(_Model):
+    """Training sweeps: models, fixed settings, ablation axes and repeats.
+
+    Defaults follow seed 001 (Rangel DaCosta et al. 2024): Adam, learning rate 1e-3
+    decayed by 0.8 each epoch, batch 16, 25 epochs, cross-entropy + soft-F1 loss, the
+    checkpoint with the lowest validation loss kept, at least 5 seeds per condition.
+    ``model`` and ``dataset`` default to the first declared; ``classes`` to the
+    training dataset's label classes (``lattice`` first when it labels the lattice);
+    ``train_size`` to the whole training split. Class ``classes[i]`` is output ``i + 1``
+    of the network, 0 is background, so N = len(classes) + 1 as in seed 003.
+    """
+
+    models: Annotated[dict[Slug, ModelSpec], Field(min_length=1)]
+    model: Slug | None = None
+    dataset: Slug | None = None
+    classes: Annotated[list[ClassName], Field(min_length=1)] | None = None
+    train_size: Annotated[int, Field(ge=1)] | None = None
+    dose: PositiveFloat | None = None
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 25
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 16
+    learning_rate: PositiveFloat = 1e-3
+    lr_decay: Annotated[float, _at_least(0.0, strict=True), _at_most(1.0)] = 0.8
+    loss: LossSpec = LossSpec()
+    select: Literal["loss", "f1"] = "loss"
+    augment: AugmentSpec = AugmentSpec()
+    split: SplitSpec = SplitSpec()
+    test_sets: list[Slug] = Field(default_factory=list)
+    detection: DetectionSpec = DetectionSpec()
+    axes: Axes = Axes()
+    repeats: Annotated[int, Field(ge=1, le=1000)] = 5
+
+    @model_validator(mode="after")
+    def _known_models(self) -> Self:
+        names = [self.model] if self.model is not None else []
+        names += self.axes.model or []
+        unknown = sorted({name for name in names if name not in self.models})
+        if unknown:
+            raise ValueError(
+                f"model {', '.join(unknown)} is not declared in train.models "
+                f"({', '.join(self.models)})"
+            )
+        if self.split.validation + self.split.test >= 1.0:
+            raise ValueError("split.validation + split.test must leave structures to train on")
+        return self
+
+
 class Study(_Model):
     """A benchmark study.
 
@@ -618,7 +746,40 @@ class Study(_Model):
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     output: Annotated[str, AfterValidator(_relative_path)] | None = None
     datasets: Annotated[dict[Slug, DatasetSpec], Field(min_length=1)]
+    train: TrainSpec | None = None
     smoke: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _train_refers_to_datasets(self) -> Self:
+        if self.train is None:
+            return self
+        train = self.train
+        used = [train.dataset] if train.dataset is not None else []
+        used += train.axes.dataset or []
+        unknown = sorted({n for n in [*used, *train.test_sets] if n not in self.datasets})
+        if unknown:
+            raise ValueError(
+                f"train: dataset {', '.join(unknown)} is not declared in datasets "
+                f"({', '.join(self.datasets)})"
+            )
+        for name in used or [next(iter(self.datasets))]:
+            spec = self.datasets[name]
+            available = dataset_classes(spec)
+            for classes in [train.classes] if train.classes else []:
+                missing = [c for c in classes if c not in available]
+                if missing:
+                    raise ValueError(
+                        f"train.classes {missing} are not labelled in dataset {name} "
+                        f"(labels.classes: {', '.join(available)})"
+                    )
+            for classes in train.axes.classes or []:
+                missing = [c for c in classes if c not in available]
+                if missing:
+                    raise ValueError(
+                        f"train.axes.classes {missing} are not labelled in dataset {name} "
+                        f"(labels.classes: {', '.join(available)})"
+                    )
+        return self
 
     def output_dir(self, root: Path) -> Path:
         """The study's output directory under ``root``."""
@@ -627,6 +788,11 @@ class Study(_Model):
     def dataset_dir(self, root: Path, name: str) -> Path:
         """``<output>/datasets/<name>-<hash12>`` for dataset ``name``."""
         return self.output_dir(root) / "datasets" / f"{name}-{dataset_hash(self, name)}"
+
+
+def dataset_classes(spec: DatasetSpec) -> list[str]:
+    """Class names of a dataset's mask values 1, 2, ...: ``lattice`` first if labelled."""
+    return (["lattice"] if spec.labels.lattice else []) + list(spec.labels.classes)
 
 
 def dataset_hash(study: Study, name: str) -> str:
