@@ -127,6 +127,73 @@ def generate_command(
         typer.echo(result.summary())
 
 
+@app.command("train")
+def train_command(
+    study: StudyArg,
+    root: RootOpt = DEFAULT_ROOT,
+    address: AddressOpt = None,
+    smoke: SmokeOpt = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted sweep (an error if there is none); a plain "
+            "re-run continues one too.",
+        ),
+    ] = False,
+    max_concurrent: Annotated[
+        int | None,
+        typer.Option(
+            "--max-concurrent", min=1, help="At most N trials at once.", show_default=False
+        ),
+    ] = None,
+    cpus_per_trial: Annotated[
+        float, typer.Option("--cpus-per-trial", min=0.1, help="CPUs per trial (= torch threads).")
+    ] = 1.0,
+    gpus_per_trial: Annotated[
+        float, typer.Option("--gpus-per-trial", min=0.0, help="GPUs per trial (CUDA if > 0).")
+    ] = 0.0,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--tracking-uri",
+            envvar="MLFLOW_TRACKING_URI",
+            help="MLflow tracking URI; default sqlite:///ROOT/mlflow.db.",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No trial status tables.")] = False,
+) -> None:
+    """Train the study's models over its ablation grid as Ray Tune trials, tracked in MLflow."""
+    from hpcbench.study import load_study
+
+    spec = load_study(study, smoke=smoke)
+    if spec.train is None:
+        raise UserError(f"{study}: (top level): the study has no train section")
+    from hpcbench.train.grid import GridError
+    from hpcbench.train.sweep import TrainError, summarize, train
+
+    try:
+        result = train(
+            spec,
+            root=root,
+            address=address,
+            resume=resume,
+            max_concurrent=max_concurrent,
+            cpus_per_trial=cpus_per_trial,
+            gpus_per_trial=gpus_per_trial,
+            tracking_uri=tracking_uri,
+            verbose=0 if quiet else 1,
+            log=typer.echo,
+        )
+    except (GridError, TrainError) as exc:
+        raise UserError(f"{study}: train: {exc}") from None
+    for line in summarize(result):
+        typer.echo(line)
+    if result.errored:
+        raise typer.Exit(1)
+
+
 @app.command("verify")
 def verify_command(dataset_dir: DatasetDirArg) -> None:
     """Check every shard against the manifest; exit 1 with a line per problem."""

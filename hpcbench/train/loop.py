@@ -1,0 +1,506 @@
+"""One trial's training: data, model, optimiser, epochs, validation, test, artifacts.
+
+:class:`Trainer` knows nothing of Ray: the Tune trainable
+(:mod:`hpcbench.train.trainable`) and the benchmark drive the same object. Everything
+random derives from the trial seed and the epoch (never from the order work runs in),
+so a trial restored from an epoch checkpoint continues exactly as if uninterrupted:
+
+- the training subset: the first ``train_size`` images of a permutation of the
+  training split drawn from the seed (so subsets of one repeat are nested);
+- initialisation: ``torch.manual_seed(seed)`` inside a forked RNG (global state is
+  left alone);
+- epoch ``e``: the image order, each image's fresh noise (with a trial dose) and its
+  augmentation come from ``SeedSequence([seed, stream, e, ...])``.
+
+Recipe (seed 001 defaults, all from the study): Adam, learning rate decayed by
+``lr_decay`` after every epoch, batch ``batch_size``, ``epochs`` epochs, no early
+stopping, the model state with the best validation loss (or F1) kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+from pydantic import TypeAdapter
+
+from hpcbench.metrics import (
+    DetectionCounts,
+    confusion_matrix,
+    detection_counts,
+    find_atoms,
+    segmentation_scores,
+)
+from hpcbench.models import build_model, output_stride
+from hpcbench.study import ModelSpec
+from hpcbench.train.data import ImageSet, augment, normalize
+from hpcbench.train.grid import Split, split_samples
+from hpcbench.train.losses import SegmentationLoss
+
+__all__ = ["Trainer", "load_checkpoint", "predict"]
+
+_MODEL_SPEC: TypeAdapter[Any] = TypeAdapter(ModelSpec)
+# Streams of the per-epoch randomness (children of the trial seed).
+_SUBSET, _ORDER, _NOISE, _AUGMENT = range(4)
+CHECKPOINT = "state.pt"
+BEST = "best.pt"
+
+
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, *key]))
+
+
+def predict(
+    model: torch.nn.Module, images: NDArray[np.float32], *, stride: int, batch_size: int = 16
+) -> NDArray[np.float32]:
+    """Class probabilities of whole images (padded by reflection to ``stride``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A segmentation network returning logits (N, C, H, W).
+    images : ndarray, shape (N, H, W)
+        Normalised frames.
+    stride : int
+        The model's output stride; inputs are padded up to a multiple of it.
+    batch_size : int
+        Images per forward pass.
+
+    Returns
+    -------
+    ndarray of float32, shape (N, C, H, W)
+        Softmax probabilities.
+    """
+    device = next(model.parameters()).device
+    rows, cols = images.shape[1:]
+    pad_rows, pad_cols = (-rows) % stride, (-cols) % stride
+    outputs = []
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, images.shape[0], batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+            chunk = chunk[:, None].to(device)
+            if pad_rows or pad_cols:
+                mode = "reflect" if pad_rows < rows and pad_cols < cols else "replicate"
+                chunk = F.pad(chunk, (0, pad_cols, 0, pad_rows), mode=mode)
+            logits = model(chunk)[..., :rows, :cols]
+            outputs.append(logits.softmax(dim=1).float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(outputs)
+
+
+class Trainer:
+    """Train and evaluate one trial.
+
+    Parameters
+    ----------
+    config : mapping
+        A resolved trial config (:attr:`hpcbench.train.grid.TrialSpec.config`).
+    data_dirs : mapping of str to path
+        Directory of each dataset the config names.
+    device : str
+        Torch device (``"cpu"``, ``"cuda"``).
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        data_dirs: Mapping[str, str | os.PathLike[str]],
+        *,
+        device: str = "cpu",
+    ) -> None:
+        self.config = dict(config)
+        self.data_dirs = {name: Path(path) for name, path in data_dirs.items()}
+        self.device = torch.device(device)
+        self.seed = int(config["seed"])
+        self.classes: list[str] = list(config["classes"])
+        self.num_classes = len(self.classes) + 1
+        self.spec = _MODEL_SPEC.validate_python(config["model"])
+        self.stride = output_stride(self.spec)
+        augment_spec = config["augment"]
+        crop = augment_spec.get("crop")
+        self.crop: tuple[int, int] | None = None if crop is None else (int(crop[0]), int(crop[1]))
+        if self.crop is not None and any(size % self.stride for size in self.crop):
+            raise ValueError(
+                f"augment.crop {list(self.crop)} must be a multiple of {self.stride} for "
+                f"model {config['model_name']} (its output stride)"
+            )
+        dataset = str(config["dataset"])
+        split = self.split(dataset)
+        subset = _rng(self.seed, _SUBSET).permutation(split.train)[: int(config["train_size"])]
+        self.train_set = self._image_set(dataset, subset)
+        self.val_set = self._image_set(dataset, split.validation)
+        if self.crop is not None and any(
+            c > s for c, s in zip(self.crop, self.train_set.shape, strict=True)
+        ):
+            raise ValueError(
+                f"augment.crop {list(self.crop)} exceeds the images {self.train_set.shape}"
+            )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.model = build_model(self.spec, in_channels=1, num_classes=self.num_classes)
+        self.model.to(self.device)
+        self.loss = SegmentationLoss(**config["loss"])
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=float(config["learning_rate"])
+        )
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
+            self.optimizer, gamma=float(config["lr_decay"])
+        )
+        self.epoch = 0
+        self.best_score = math.inf
+        self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] = copy.deepcopy(self.model.state_dict())
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ data
+
+    def split(self, name: str) -> Split:
+        """The training/validation/test split of dataset ``name``."""
+        info = self.config["datasets"][name]
+        split = self.config["split"]
+        return split_samples(
+            int(self.config["study_seed"]),
+            name,
+            size=int(info["size"]),
+            images_per_structure=int(info["images_per_structure"]),
+            validation=float(split["validation"]),
+            test=float(split["test"]),
+        )
+
+    def _image_set(self, name: str, ids: NDArray[np.int64]) -> ImageSet:
+        if name not in self.data_dirs:
+            raise ValueError(f"no directory given for dataset {name}")
+        return ImageSet(
+            self.data_dirs[name],
+            ids,
+            dataset_classes=self.config["datasets"][name]["classes"],
+            classes=self.classes,
+            dose=self.config["dose"],
+        )
+
+    def _training_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+        """Augmented batches of this epoch and the seconds spent making each."""
+        epoch = self.epoch
+        order = _rng(self.seed, _ORDER, epoch).permutation(len(self.train_set))
+        size = int(self.config["batch_size"])
+        spec = self.config["augment"]
+        for start in range(0, order.size, size):
+            began = time.perf_counter()
+            images, masks = [], []
+            for index in order[start : start + size].tolist():
+                sample = int(self.train_set.sample_ids[index])
+                noise = np.random.SeedSequence([self.seed, _NOISE, epoch, sample])
+                frame = normalize(self.train_set.frame(index, seed=noise))
+                image, mask = augment(
+                    frame,
+                    self.train_set.mask(index),
+                    _rng(self.seed, _AUGMENT, epoch, sample),
+                    crop=self.crop,
+                    rot90=bool(spec["rot90"]),
+                    flips=bool(spec["flips"]),
+                )
+                images.append(image)
+                masks.append(mask)
+            x = torch.from_numpy(np.stack(images))[:, None].to(self.device)
+            y = torch.from_numpy(np.stack(masks)).to(self.device)
+            yield x, y, time.perf_counter() - began
+
+    # --------------------------------------------------------------- training
+
+    def train_epoch(self) -> dict[str, float]:
+        """One pass over the training subset, then the learning-rate decay step.
+
+        Returns
+        -------
+        dict
+            ``train/loss`` (mean over images), ``train/learning_rate`` (used this
+            epoch), ``train/images_per_second`` and ``train/data_fraction`` (share of
+            the epoch's time spent making batches).
+        """
+        self.model.train()
+        began = time.perf_counter()
+        data_time = 0.0
+        total, count = 0.0, 0
+        learning_rate = float(self.optimizer.param_groups[0]["lr"])
+        for x, y, seconds in self._training_batches():
+            data_time += seconds
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss(self.model(x), y)
+            loss.backward()  # type: ignore[no-untyped-call]
+            self.optimizer.step()
+            total += float(loss.detach()) * x.shape[0]
+            count += x.shape[0]
+        self.scheduler.step()
+        elapsed = time.perf_counter() - began
+        self.epoch += 1
+        return {
+            "train/loss": total / max(count, 1),
+            "train/learning_rate": learning_rate,
+            "train/images_per_second": count / elapsed if elapsed > 0 else math.nan,
+            "train/data_fraction": data_time / elapsed if elapsed > 0 else math.nan,
+        }
+
+    def validate(self) -> dict[str, float]:
+        """Loss and pixel scores on the validation split; keeps the best state.
+
+        Returns
+        -------
+        dict
+            ``val/loss``, ``val/f1``, ``val/intersection_over_union``,
+            ``val/precision``, ``val/recall`` (macro over the trial's classes).
+        """
+        batch = self.val_set.batch(np.arange(len(self.val_set)))
+        probabilities = predict(
+            self.model, batch.images, stride=self.stride, batch_size=int(self.config["batch_size"])
+        )
+        target = torch.from_numpy(batch.masks)
+        logits = torch.from_numpy(np.log(np.clip(probabilities, 1e-12, None)))
+        loss = float(self.loss(logits, target))
+        confusion = confusion_matrix(probabilities.argmax(axis=1), batch.masks, self.num_classes)
+        scores = segmentation_scores(confusion)
+        metrics = {"val/loss": loss}
+        for name in ("f1", "intersection_over_union", "precision", "recall"):
+            metrics[f"val/{name}"] = float(scores[name])
+        score = loss if self.config["select"] == "loss" else -_nan_to(metrics["val/f1"], 0.0)
+        if score < self.best_score:
+            self.best_score = score
+            self.best_epoch = self.epoch
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        metrics["val/best_epoch"] = float(self.best_epoch)
+        return metrics
+
+    def run_epoch(self) -> dict[str, float]:
+        """:meth:`train_epoch` then :meth:`validate`; returns both, with ``epoch``."""
+        metrics = self.train_epoch()
+        metrics.update(self.validate())
+        metrics["epoch"] = float(self.epoch)
+        self.history.append(metrics)
+        return metrics
+
+    # ----------------------------------------------------------- checkpointing
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the trial exactly."""
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+            "history": self.history,
+            "key": self.config.get("key"),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.best_score = float(state["best_score"])
+        self.best_epoch = int(state["best_epoch"])
+        self.best_state = dict(state["best_state"])
+        self.history = list(state["history"])
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the training state to ``directory/state.pt``."""
+        path = Path(directory) / CHECKPOINT
+        torch.save(self.state_dict(), path)
+        return path
+
+    def load(self, directory: str | os.PathLike[str]) -> None:
+        """Continue from ``directory/state.pt``."""
+        state = torch.load(
+            Path(directory) / CHECKPOINT, map_location=self.device, weights_only=False
+        )
+        self.load_state_dict(state)
+
+    # ---------------------------------------------------------------- testing
+
+    def best_model(self) -> torch.nn.Module:
+        """A copy of the model with the best validation state."""
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(self.best_state)
+        return model.eval()
+
+    def test(self) -> tuple[dict[str, float], dict[str, Any]]:
+        """Score the best model on every test set (its test split, or all of it).
+
+        Returns
+        -------
+        metrics : dict
+            ``test/<set>/<name>`` for the pixel scores (``f1``,
+            ``intersection_over_union``, ``precision``, ``recall``, macro over the
+            trial's classes, and per class ``f1/<class>``) and the detection scores
+            (``detection_f1``, ``detection_precision``, ``detection_recall``,
+            ``localisation_error`` [pm]) pooled over classes.
+        examples : dict
+            A few test images, masks, predictions and detections per set, for figures.
+        """
+        model = self.best_model()
+        detection = self.config["detection"]
+        metrics: dict[str, float] = {}
+        examples: dict[str, Any] = {}
+        for name in self.config["test_sets"]:
+            info = self.config["datasets"][name]
+            ids = (
+                self.split(name).test
+                if info.get("test_split", True)
+                else np.arange(int(info["size"]), dtype=np.int64)
+            )
+            images = self._image_set(name, ids)
+            batch = images.batch(np.arange(len(images)))
+            probabilities = predict(
+                model, batch.images, stride=self.stride, batch_size=int(self.config["batch_size"])
+            )
+            prediction = probabilities.argmax(axis=1)
+            confusion = confusion_matrix(prediction, batch.masks, self.num_classes)
+            scores = segmentation_scores(confusion, class_names=["background", *self.classes])
+            prefix = f"test/{name}"
+            for key in ("f1", "intersection_over_union", "precision", "recall"):
+                metrics[f"{prefix}/{key}"] = float(scores[key])
+            for cls in self.classes:
+                metrics[f"{prefix}/f1/{cls}"] = float(scores[f"f1/{cls}"])
+            counts = DetectionCounts()
+            radius_px = float(self.config["datasets"][name]["radius"])
+            found_all = []
+            for index in range(len(images)):
+                pixel = images.pixel_size(index)
+                xy, labels = images.coordinates(index)
+                found_image = []
+                for cls in range(1, self.num_classes):
+                    found = find_atoms(
+                        probabilities[index, cls],
+                        method=detection["method"],
+                        threshold=float(detection["threshold"]),
+                        min_sigma=1.0,
+                        max_sigma=max(2.0, radius_px / pixel),
+                    )
+                    counts = counts + detection_counts(
+                        found, xy[labels == cls], float(detection["match_radius"]) / pixel
+                    )
+                    found_image.append(found)
+                found_all.append(found_image)
+            pixel_size = images.pixel_size(0) if len(images) else math.nan
+            for key, value in counts.scores(pixel_size).items():
+                metrics[f"{prefix}/{key}"] = float(value)
+            shown = min(3, len(images))
+            examples[name] = {
+                "images": batch.images[:shown],
+                "masks": batch.masks[:shown],
+                "predictions": prediction[:shown],
+                "detections": found_all[:shown],
+                "truth": [images.coordinates(i) for i in range(shown)],
+            }
+        return metrics, examples
+
+    def save_artifacts(
+        self, directory: str | os.PathLike[str], examples: Mapping[str, Any] | None = None
+    ) -> list[Path]:
+        """Write ``best.pt``, ``trial.json`` and ``predictions.png`` to ``directory``.
+
+        ``best.pt`` holds ``state_dict`` (the best validation state), ``model`` (the
+        model config), ``num_classes``, ``classes``, ``data_hashes`` and ``config``; see
+        :func:`load_checkpoint`.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        hashes = {name: info["hash"] for name, info in self.config["datasets"].items()}
+        torch.save(
+            {
+                "state_dict": self.best_state,
+                "model": self.config["model"],
+                "num_classes": self.num_classes,
+                "classes": self.classes,
+                "data_hashes": hashes,
+                "best_epoch": self.best_epoch,
+                "config": self.config,
+            },
+            directory / BEST,
+        )
+        (directory / "trial.json").write_text(json.dumps(self.config, indent=2, sort_keys=True))
+        written = [directory / BEST, directory / "trial.json"]
+        if examples:
+            png = directory / "predictions.png"
+            png.write_bytes(prediction_figure(examples, self.classes))
+            written.append(png)
+        return written
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], *, device: str = "cpu"
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A trained model from a ``best.pt`` file, in eval mode, and the file's contents."""
+    content: dict[str, Any] = torch.load(path, map_location=device, weights_only=False)
+    spec = _MODEL_SPEC.validate_python(content["model"])
+    model = build_model(spec, in_channels=1, num_classes=int(content["num_classes"]))
+    model.load_state_dict(content["state_dict"])
+    return model.to(device).eval(), content
+
+
+def _nan_to(value: float, default: float) -> float:
+    return default if math.isnan(value) else value
+
+
+def prediction_figure(examples: Mapping[str, Any], classes: list[str]) -> bytes:
+    """PNG of test images, labels and predictions (with detections) per test set."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    rows = sum(len(e["images"]) for e in examples.values())
+    figure = Figure(figsize=(9, 3 * max(rows, 1)), layout="constrained")
+    axes = figure.subplots(max(rows, 1), 3, squeeze=False)
+    vmax = len(classes)
+    row = 0
+    for name, example in examples.items():
+        for i, image in enumerate(example["images"]):
+            left, middle, right = axes[row]
+            left.imshow(image, cmap="gray")
+            left.set_title(f"{name} #{i}")
+            middle.imshow(
+                example["masks"][i], cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest"
+            )
+            xy, _ = example["truth"][i]
+            middle.scatter(xy[:, 0], xy[:, 1], s=6, c="white", marker="+", linewidths=0.5)
+            middle.set_title("label")
+            right.imshow(
+                example["predictions"][i],
+                cmap="viridis",
+                vmin=0,
+                vmax=vmax,
+                interpolation="nearest",
+            )
+            for found in example["detections"][i]:
+                if len(found):
+                    right.scatter(
+                        found[:, 0],
+                        found[:, 1],
+                        s=10,
+                        facecolors="none",
+                        edgecolors="red",
+                        linewidths=0.6,
+                    )
+            right.set_title("prediction, detections")
+            for axis in axes[row]:
+                axis.set_axis_off()
+            row += 1
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    return buffer.getvalue()
