@@ -162,7 +162,9 @@ def train_command(
             show_default=False,
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No trial status tables.")] = False,
+    status: Annotated[
+        bool, typer.Option("--status", help="Also print Tune's trial status tables.")
+    ] = False,
 ) -> None:
     """Train the study's models over its ablation grid as Ray Tune trials, tracked in MLflow."""
     from hpcbench.study import load_study
@@ -183,7 +185,7 @@ def train_command(
             cpus_per_trial=cpus_per_trial,
             gpus_per_trial=gpus_per_trial,
             tracking_uri=tracking_uri,
-            verbose=0 if quiet else 1,
+            verbose=1 if status else 0,
             log=typer.echo,
         )
     except (GridError, TrainError) as exc:

@@ -724,8 +724,7 @@ class TrainSpec(_Model):
         unknown = sorted({name for name in names if name not in self.models})
         if unknown:
             raise ValueError(
-                f"model {', '.join(unknown)} is not declared in train.models "
-                f"({', '.join(self.models)})"
+                f"model {', '.join(unknown)} is not declared in models ({', '.join(self.models)})"
             )
         if self.split.validation + self.split.test >= 1.0:
             raise ValueError("split.validation + split.test must leave structures to train on")
@@ -754,31 +753,33 @@ class Study(_Model):
         if self.train is None:
             return self
         train = self.train
+        declared = ", ".join(self.datasets)
+        for field, names in (
+            ("train.dataset", [train.dataset] if train.dataset is not None else []),
+            ("train.axes.dataset", train.axes.dataset or []),
+            ("train.test_sets", train.test_sets),
+        ):
+            unknown = [n for n in names if n not in self.datasets]
+            if unknown:
+                raise ValueError(
+                    f"{field}: dataset {', '.join(unknown)} is not declared in datasets "
+                    f"({declared})"
+                )
         used = [train.dataset] if train.dataset is not None else []
         used += train.axes.dataset or []
-        unknown = sorted({n for n in [*used, *train.test_sets] if n not in self.datasets})
-        if unknown:
-            raise ValueError(
-                f"train: dataset {', '.join(unknown)} is not declared in datasets "
-                f"({', '.join(self.datasets)})"
-            )
         for name in used or [next(iter(self.datasets))]:
-            spec = self.datasets[name]
-            available = dataset_classes(spec)
-            for classes in [train.classes] if train.classes else []:
-                missing = [c for c in classes if c not in available]
-                if missing:
-                    raise ValueError(
-                        f"train.classes {missing} are not labelled in dataset {name} "
-                        f"(labels.classes: {', '.join(available)})"
-                    )
-            for classes in train.axes.classes or []:
-                missing = [c for c in classes if c not in available]
-                if missing:
-                    raise ValueError(
-                        f"train.axes.classes {missing} are not labelled in dataset {name} "
-                        f"(labels.classes: {', '.join(available)})"
-                    )
+            available = dataset_classes(self.datasets[name])
+            for field, lists in (
+                ("train.classes", [train.classes] if train.classes else []),
+                ("train.axes.classes", train.axes.classes or []),
+            ):
+                for classes in lists:
+                    missing = [c for c in classes if c not in available]
+                    if missing:
+                        raise ValueError(
+                            f"{field}: {', '.join(missing)} not labelled in dataset {name} "
+                            f"(labels: {', '.join(available)})"
+                        )
         return self
 
     def output_dir(self, root: Path) -> Path:
@@ -881,7 +882,11 @@ def _format_errors(source: str, exc: ValidationError) -> list[str]:
         location = _location(loc)
         if any(line.startswith(f"{source}: {location}: ") for line in lines):
             continue
-        lines[f"{source}: {location}: {_message(error)}"] = None
+        message = _message(error)
+        if location == "(top level)" and re.match(r"^train[.:]", message):
+            lines[f"{source}: {message}"] = None  # a cross-section check names its field
+            continue
+        lines[f"{source}: {location}: {message}"] = None
     return list(lines)
 
 

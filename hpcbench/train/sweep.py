@@ -18,13 +18,18 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ray.tune import Callback
 
 from hpcbench.datasets.manifest import ManifestError, read_manifest
 from hpcbench.study import Study
 from hpcbench.train.grid import TrialSpec, expand_trials, grid_key, unwrap
 
-__all__ = ["SweepResult", "TrainError", "summarize", "train"]
+if TYPE_CHECKING:
+    from ray.tune.experiment import Trial
+
+__all__ = ["ProgressLines", "SweepResult", "TrainError", "summarize", "train"]
 
 
 class TrainError(RuntimeError):
@@ -220,7 +225,7 @@ def train(
                 run_config=tune.RunConfig(
                     name=name,
                     storage_path=str(storage),
-                    callbacks=[MLflowTracker(uri, study.name)],
+                    callbacks=[MLflowTracker(uri, study.name), ProgressLines(len(pending))],
                     failure_config=tune.FailureConfig(max_failures=max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                     verbose=verbose,
@@ -241,6 +246,44 @@ def train(
 
             ray.shutdown()
     return SweepResult(trials, skipped, [str(k) for k in errored], experiment_dir, uri)
+
+
+class ProgressLines(Callback):
+    """One line per finished or failed trial: ``[k/n] key condition r<repeat>: scores``.
+
+    Tune's own status tables are off by default (``verbose=0``); these lines say the
+    same in a form that reads well in a Slurm log. Picklable (``Tuner.restore``).
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        """Print the finished trial's held-out scores."""
+        self.done += 1
+        config = unwrap(trial.config)
+        result = trial.last_result or {}
+        dataset = config["trial"]["dataset"]
+        f1 = result.get(f"test/{dataset}/f1", math.nan)
+        detection = result.get(f"test/{dataset}/detection_f1", math.nan)
+        seconds = result.get("time_total_s", math.nan)
+        print(
+            f"[{self.done}/{self.total}] {config['key']} {config['label']} "
+            f"r{config['repeat']}: pixel F1 {f1:.3f}, detection F1 {detection:.3f} "
+            f"({seconds:.0f} s)",
+            flush=True,
+        )
+
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        """Print the failed trial."""
+        self.done += 1
+        config = unwrap(trial.config)
+        print(f"[{self.done}/{self.total}] {config['key']} {config['label']} FAILED", flush=True)
 
 
 def _trainable() -> Any:

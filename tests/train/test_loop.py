@@ -1,0 +1,122 @@
+"""The Trainer without Ray: recipe, determinism, exact resume, test metrics, artifacts."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from hpcbench.metrics import confusion_matrix, segmentation_scores
+from hpcbench.study import Study
+from hpcbench.train.grid import expand_trials
+from hpcbench.train.loop import Trainer, load_checkpoint, predict
+
+
+def _trainer(study: Study, root: Path, **changes: Any) -> Trainer:
+    (trial,) = expand_trials(study)
+    config = {**trial.config, "key": trial.key, **changes}
+    return Trainer(config, {"wse2": study.dataset_dir(root, "wse2")})
+
+
+def test_epochs_follow_the_recipe(tiny_study: Study, tiny_root: Path) -> None:
+    trainer = _trainer(tiny_study, tiny_root, dose=1e5)
+    first = trainer.run_epoch()
+    second = trainer.run_epoch()
+    assert (first["epoch"], second["epoch"]) == (1.0, 2.0)
+    # Adam at 1e-3, decayed by 0.8 after each epoch (seed 001).
+    assert first["train/learning_rate"] == pytest.approx(1e-3)
+    assert second["train/learning_rate"] == pytest.approx(8e-4)
+    for name in ("train/loss", "val/loss", "train/images_per_second"):
+        assert math.isfinite(second[name]) and second[name] > 0
+    assert 0 <= second["train/data_fraction"] < 1
+    assert len(trainer.train_set) == 32  # 4 training structures x 8 (default train_size)
+    assert trainer.best_epoch in (1, 2)
+
+
+def test_resume_from_a_checkpoint_is_exact(
+    tiny_study: Study, tiny_root: Path, tmp_path: Path
+) -> None:
+    straight = _trainer(tiny_study, tiny_root, dose=1e5)
+    straight.run_epoch()
+    straight.run_epoch()
+    interrupted = _trainer(tiny_study, tiny_root, dose=1e5)
+    interrupted.run_epoch()
+    interrupted.save(tmp_path)
+    resumed = _trainer(tiny_study, tiny_root, dose=1e5)
+    resumed.load(tmp_path)
+    resumed.run_epoch()
+    for name, tensor in straight.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    timing = ("train/images_per_second", "train/data_fraction")
+
+    def scores(history: list[dict[str, float]]) -> list[dict[str, float]]:
+        return [{k: v for k, v in h.items() if k not in timing} for h in history]
+
+    assert str(scores(resumed.history)) == str(scores(straight.history))  # NaN-safe
+
+
+def test_seed_changes_initialisation_and_subset(tiny_study: Study, tiny_root: Path) -> None:
+    a = _trainer(tiny_study, tiny_root, train_size=8)
+    b = _trainer(tiny_study, tiny_root, train_size=16)
+    c = _trainer(tiny_study, tiny_root, train_size=8, seed=a.seed + 1)
+    # Same seed: nested subsets and equal initial weights; another seed: neither.
+    assert set(a.train_set.sample_ids) <= set(b.train_set.sample_ids)
+    assert set(a.train_set.sample_ids) != set(c.train_set.sample_ids)
+    weight = next(iter(a.model.state_dict()))
+    assert torch.equal(a.model.state_dict()[weight], b.model.state_dict()[weight])
+    assert not torch.equal(a.model.state_dict()[weight], c.model.state_dict()[weight])
+
+
+def test_test_metrics_and_artifacts(tiny_study: Study, tiny_root: Path, tmp_path: Path) -> None:
+    trainer = _trainer(tiny_study, tiny_root)
+    trainer.run_epoch()
+    metrics, examples = trainer.test()
+    prefix = "test/wse2/"
+    for name in (
+        "f1",
+        "intersection_over_union",
+        "precision",
+        "recall",
+        "detection_f1",
+        "detection_recall",
+        "f1/anion_vacancy",
+        "f1/dopant",
+    ):
+        assert prefix + name in metrics
+    for name, value in metrics.items():  # NaN where undefined (e.g. no sites of a class)
+        if not name.endswith("localisation_error"):
+            assert math.isnan(value) or 0 <= value <= 1, name
+    # The scores are those of the best state on the held-out structures.
+    split = trainer.split("wse2")
+    batch = trainer._image_set("wse2", split.test).batch(np.arange(split.test.size))
+    prediction = predict(trainer.best_model(), batch.images, stride=trainer.stride).argmax(1)
+    confusion = confusion_matrix(prediction, batch.masks, 3)
+    expected = segmentation_scores(confusion, class_names=["background", *trainer.classes])
+    assert str(metrics[prefix + "recall"]) == str(expected["recall"])
+    assert str(metrics[prefix + "f1/dopant"]) == str(expected["f1/dopant"])
+    written = trainer.save_artifacts(tmp_path, examples)
+    assert sorted(p.name for p in written) == ["best.pt", "predictions.png", "trial.json"]
+    assert (tmp_path / "predictions.png").read_bytes()[:4] == b"\x89PNG"
+    model, content = load_checkpoint(tmp_path / "best.pt")
+    assert content["classes"] == ["anion_vacancy", "dopant"]
+    assert content["data_hashes"] == {"wse2": tiny_study.dataset_dir(tiny_root, "wse2").name[-12:]}
+    images = examples["wse2"]["images"]
+    expected = predict(trainer.best_model(), images, stride=trainer.stride)
+    assert np.array_equal(predict(model, images, stride=trainer.stride), expected)
+
+
+def test_predict_pads_to_the_stride(tiny_study: Study, tiny_root: Path) -> None:
+    trainer = _trainer(tiny_study, tiny_root)
+    images = np.random.default_rng(0).random((2, 30, 37), dtype=np.float32)
+    probabilities = predict(trainer.model, images, stride=trainer.stride)
+    assert probabilities.shape == (2, 3, 30, 37)
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_crop_must_fit_the_model_stride(tiny_study: Study, tiny_root: Path) -> None:
+    with pytest.raises(ValueError, match=r"augment.crop \[36, 36\] must be a multiple of 8"):
+        _trainer(tiny_study, tiny_root, augment={"crop": [36, 36], "rot90": True, "flips": True})

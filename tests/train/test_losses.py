@@ -1,0 +1,43 @@
+"""CE + soft-F1 loss against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from hpcbench.train.losses import SegmentationLoss, soft_f1
+
+
+def test_soft_f1_by_hand() -> None:
+    # Two pixels, two classes; logits give p(class 1) = 0.8 and 0.3; truth is [1, 0].
+    p1 = torch.tensor([0.8, 0.3])
+    logits = torch.stack([torch.zeros(2), torch.log(p1 / (1 - p1))])[None, :, None, :]
+    target = torch.tensor([[[1, 0]]])
+    scores = soft_f1(logits, target)
+    # class 1: (2*0.8 + 1) / (1.1 + 1 + 1); class 0: (2*0.7 + 1) / (0.9 + 1 + 1)
+    assert math.isclose(float(scores[1]), 2.6 / 3.1, rel_tol=1e-6)
+    assert math.isclose(float(scores[0]), 2.4 / 2.9, rel_tol=1e-6)
+
+
+def test_loss_mixes_cross_entropy_and_foreground_soft_f1() -> None:
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5, generator=gen)
+    target = torch.randint(0, 3, (2, 4, 5), generator=gen)
+    ce = F.cross_entropy(logits, target)
+    f1 = soft_f1(logits, target)
+    expected = 0.5 * ce + 2.0 * (1 - f1[1:].mean())
+    got = SegmentationLoss(cross_entropy=0.5, soft_f1=2.0)(logits, target)
+    assert torch.allclose(got, expected)
+    assert torch.allclose(SegmentationLoss(soft_f1=0.0)(logits, target), ce)
+
+
+def test_perfect_confident_prediction_has_near_zero_loss() -> None:
+    target = torch.tensor([[[0, 1], [2, 0]]])
+    logits = 40.0 * F.one_hot(target, 3).permute(0, 3, 1, 2).float()
+    assert float(SegmentationLoss()(logits, target)) < 1e-6
+    # A class absent from the batch and never predicted costs nothing (smoothing).
+    two = torch.tensor([[[0, 1], [1, 0]]])
+    logits = 40.0 * F.one_hot(two, 3).permute(0, 3, 1, 2).float()
+    assert float(SegmentationLoss()(logits, two)) < 1e-6
