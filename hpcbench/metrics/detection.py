@@ -347,25 +347,52 @@ class DetectionCounts:
         }
 
 
-def detection_counts(predicted: ArrayLike, true: ArrayLike, radius: float) -> DetectionCounts:
+def detection_counts(
+    predicted: ArrayLike,
+    true: ArrayLike,
+    radius: float,
+    *,
+    shape: tuple[int, int] | None = None,
+    border: float = 0.0,
+) -> DetectionCounts:
     """Match predicted to true points (:func:`match_points`) and count the outcome.
 
     Parameters
     ----------
     predicted : array_like, shape (n, 2)
-        Predicted points [px].
+        Predicted points ``(x, y)`` [px].
     true : array_like, shape (m, 2)
         True points [px].
     radius : float
         Largest matching distance [px].
+    shape : (rows, cols), optional
+        The image's shape; with ``border`` > 0, unmatched predictions closer than
+        ``border`` [px] to the frame's edge are not counted as false positives. Labels
+        hold only sites inside the frame, while an atom just outside it shows as a
+        partial blob a network rightly finds; scoring those as errors penalises small
+        images for their edge-to-area ratio. Matched predictions count wherever they
+        are, and so do unmatched true points.
+    border : float
+        Width of that edge band [px] (e.g. the matching radius).
 
     Returns
     -------
     DetectionCounts
-        ``tp`` matched pairs, ``fp = n - tp``, ``fn = m - tp`` and their distance sum [px].
+        ``tp`` matched pairs, ``fp`` = unmatched predictions (outside the edge band),
+        ``fn = m - tp``, and the matched distance sum [px].
     """
     pred = _points(predicted, "predicted")
     ref = _points(true, "true")
     pred_index, _, distance = match_points(pred, ref, radius)
     tp = int(pred_index.size)
-    return DetectionCounts(tp, pred.shape[0] - tp, ref.shape[0] - tp, float(distance.sum()))
+    unmatched = np.ones(pred.shape[0], dtype=bool)
+    unmatched[pred_index] = False
+    if shape is not None and border > 0 and unmatched.any():
+        rows, cols = shape
+        x, y = pred[unmatched, 0], pred[unmatched, 1]
+        # Pixel centres at integer coordinates: the frame spans [-0.5, size - 0.5].
+        edge = np.minimum.reduce([x + 0.5, cols - 0.5 - x, y + 0.5, rows - 0.5 - y])
+        fp = int(np.count_nonzero(edge >= border))
+    else:
+        fp = int(np.count_nonzero(unmatched))
+    return DetectionCounts(tp, fp, ref.shape[0] - tp, float(distance.sum()))

@@ -348,7 +348,9 @@ class Trainer:
             ``intersection_over_union``, ``precision``, ``recall``, macro over the
             trial's classes, and per class ``f1/<class>``) and the detection scores
             (``detection_f1``, ``detection_precision``, ``detection_recall``,
-            ``localisation_error`` [pm]) pooled over classes.
+            ``localisation_error`` [pm]) pooled over classes; unmatched detections
+            within the matching radius of the frame edge are not false positives
+            (see :func:`hpcbench.metrics.detection_counts`).
         examples : dict
             A few test images, masks, predictions and detections per set, for figures.
         """
@@ -377,7 +379,7 @@ class Trainer:
             for cls in self.classes:
                 metrics[f"{prefix}/f1/{cls}"] = float(scores[f"f1/{cls}"])
             counts = DetectionCounts()
-            radius_px = float(self.config["datasets"][name]["radius"])
+            label_radius = float(self.config["datasets"][name]["radius"])  # [Å]
             found_all = []
             for index in range(len(images)):
                 pixel = images.pixel_size(index)
@@ -389,10 +391,11 @@ class Trainer:
                         method=detection["method"],
                         threshold=float(detection["threshold"]),
                         min_sigma=1.0,
-                        max_sigma=max(2.0, radius_px / pixel),
+                        max_sigma=max(2.0, label_radius / pixel),
                     )
+                    match = float(detection["match_radius"]) / pixel
                     counts = counts + detection_counts(
-                        found, xy[labels == cls], float(detection["match_radius"]) / pixel
+                        found, xy[labels == cls], match, shape=images.shape, border=match
                     )
                     found_image.append(found)
                 found_all.append(found_image)

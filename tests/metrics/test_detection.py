@@ -182,3 +182,15 @@ def test_find_atoms_errors() -> None:
         find_atoms(np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match="method"):
         find_atoms(np.zeros((8, 8)), method="watershed")  # type: ignore[arg-type]
+
+
+def test_unmatched_detections_at_the_frame_edge_can_be_ignored() -> None:
+    true = np.array([[10.0, 10.0], [0.2, 5.0]])
+    # One match, one partial atom at the left edge, one at the bottom edge, one inside.
+    predicted = np.array([[10.3, 10.0], [-0.3, 20.0], [15.0, 31.2], [16.0, 16.0]])
+    plain = detection_counts(predicted, true, 1.0)
+    assert (plain.tp, plain.fp, plain.fn) == (1, 3, 1)
+    edge = detection_counts(predicted, true, 1.0, shape=(32, 32), border=1.0)
+    assert (edge.tp, edge.fp, edge.fn) == (1, 1, 1)  # the inner one still counts
+    # Unmatched true points near the edge still count as misses.
+    assert detection_counts(np.empty((0, 2)), true, 1.0, shape=(32, 32), border=2.0).fn == 2
