@@ -654,13 +654,16 @@ class SplitSpec(_Model):
 class DetectionSpec(_Model):
     """Atom finding on class probability maps for detection metrics.
 
-    ``method`` is Laplacian-of-Gaussian blobs (seed 004) or local maxima, on the
-    probability thresholded at ``threshold``; detections within ``match_radius`` [Å] of
-    a labelled site are matched one-to-one (Hungarian algorithm).
+    ``method`` is Laplacian-of-Gaussian blobs (seed 004) or local maxima, on each
+    class's probability map kept where that class is the most probable one (so
+    detections agree with the pixel scores; for two classes that is p ≥ 0.5, seed 004's
+    threshold) and at least ``threshold`` (seed 004 used up to 0.8-0.9 on binary maps);
+    detections within ``match_radius`` [Å] of a labelled site are matched one-to-one
+    (Hungarian algorithm).
     """
 
     method: Literal["log", "peaks"] = "log"
-    threshold: Annotated[float, _at_least(0.0), _at_most(1.0)] = 0.5
+    threshold: Annotated[float, _at_least(0.0), _at_most(1.0)] = 0.0
     match_radius: PositiveFloat = 0.5
 
 

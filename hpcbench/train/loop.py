@@ -386,10 +386,13 @@ class Trainer:
                 xy, labels = images.coordinates(index)
                 found_image = []
                 for cls in range(1, self.num_classes):
+                    # Class c's probability where c is the most probable class (as in the
+                    # pixel scores); in the binary case this is p >= 0.5 (seed 004).
+                    owned = np.where(prediction[index] == cls, probabilities[index, cls], 0)
                     found = find_atoms(
-                        probabilities[index, cls],
+                        owned,
                         method=detection["method"],
-                        threshold=float(detection["threshold"]),
+                        threshold=max(float(detection["threshold"]), 1e-6),
                         min_sigma=1.0,
                         max_sigma=max(2.0, label_radius / pixel),
                     )

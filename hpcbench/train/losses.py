@@ -7,9 +7,18 @@ its non-discretised form ``F1 = 2 f(x)·y / (‖f(x)‖ + ‖y‖)`` (their eq. 
     soft_F1_c = (2 Σ p_c y_c + ε) / (Σ p_c + Σ y_c + ε),      ε = 1,
 
 and the loss term is ``1 − mean_c soft_F1_c`` over the foreground classes ``c ≥ 1``
-(the background would dominate the mean on images where defects cover ~1 % of the
-pixels). ``ε`` keeps the term defined — and equal to 0 for a correct empty
-prediction — when a class is absent from a batch.
+*present in the batch's labels*. Two choices differ from a plain multi-class Dice:
+
+- the background is left out: it would dominate the mean where defects cover ~1 % of
+  the pixels;
+- a class absent from a batch is left out: its soft F1 is ``ε / (Σ p_c + ε)``, near 0
+  unless ``p_c`` is ~0 at every one of ~10⁵ pixels, so including it rewards never
+  predicting a rare class at all. Measured on the quickstart data (UNet, lr 1e-2, 10
+  epochs): with absent classes in the mean, validation F1 stayed 0; without, it
+  reached 0.43 (0.87 for Se vacancies). False positives of absent classes are still
+  paid for by the cross-entropy term.
+
+``ε`` keeps the term defined. With no foreground class in a batch the term is 0.
 """
 
 from __future__ import annotations
@@ -66,6 +75,9 @@ class SegmentationLoss(torch.nn.Module):
             loss = loss + self.cross_entropy * F.cross_entropy(logits, target)
         if self.soft_f1:
             scores = soft_f1(logits, target)
-            foreground = scores[1:] if scores.numel() > 1 else scores
-            loss = loss + self.soft_f1 * (1.0 - foreground.mean())
+            present = torch.bincount(target.reshape(-1), minlength=logits.shape[1]) > 0
+            if logits.shape[1] > 1:
+                present[0] = False  # background: see the module notes
+            if bool(present.any()):
+                loss = loss + self.soft_f1 * (1.0 - scores[present].mean())
         return loss

@@ -27,7 +27,9 @@ def test_loss_mixes_cross_entropy_and_foreground_soft_f1() -> None:
     target = torch.randint(0, 3, (2, 4, 5), generator=gen)
     ce = F.cross_entropy(logits, target)
     f1 = soft_f1(logits, target)
-    expected = 0.5 * ce + 2.0 * (1 - f1[1:].mean())
+    present = [c for c in (1, 2) if (target == c).any()]
+    assert present == [1, 2]
+    expected = 0.5 * ce + 2.0 * (1 - f1[present].mean())
     got = SegmentationLoss(cross_entropy=0.5, soft_f1=2.0)(logits, target)
     assert torch.allclose(got, expected)
     assert torch.allclose(SegmentationLoss(soft_f1=0.0)(logits, target), ce)
@@ -37,7 +39,19 @@ def test_perfect_confident_prediction_has_near_zero_loss() -> None:
     target = torch.tensor([[[0, 1], [2, 0]]])
     logits = 40.0 * F.one_hot(target, 3).permute(0, 3, 1, 2).float()
     assert float(SegmentationLoss()(logits, target)) < 1e-6
-    # A class absent from the batch and never predicted costs nothing (smoothing).
+    # A class absent from the batch and never predicted costs nothing.
     two = torch.tensor([[[0, 1], [1, 0]]])
     logits = 40.0 * F.one_hot(two, 3).permute(0, 3, 1, 2).float()
     assert float(SegmentationLoss()(logits, two)) < 1e-6
+
+
+def test_classes_absent_from_the_batch_do_not_enter_the_soft_f1() -> None:
+    target = torch.tensor([[[0, 1], [1, 0]]])  # class 2 absent
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(1, 3, 2, 2, generator=gen)
+    f1 = soft_f1(logits, target)
+    got = SegmentationLoss(cross_entropy=0.0)(logits, target)
+    assert torch.allclose(got, 1 - f1[1])
+    background_only = torch.zeros(1, 2, 2, dtype=torch.int64)
+    ce = F.cross_entropy(logits, background_only)
+    assert torch.allclose(SegmentationLoss()(logits, background_only), ce)
