@@ -2,7 +2,7 @@
 
 Run ``python benchmarks/bench_train.py [--images 256] [--epochs 4] [--model unet]``.
 All three train the same model (the quickstart's ``fcn`` or ``unet``) on the same
-images, with one CPU thread (a 1-CPU trial), batch 16 and 64x64 crops, for the same
+images, with one CPU thread (a 1-CPU trial), the quickstart's batch and crops, for the same
 number of epochs. Every figure is a ratio against a reference measured in this run:
 
 * **bare**: the images are loaded, normalised and cropped once into one tensor; the
@@ -87,10 +87,10 @@ def main() -> None:
 
     from train_helpers import write_dataset
 
+    from hpcbench.tracking import client_for
     from hpcbench.train.grid import expand_trials
     from hpcbench.train.loop import Trainer
     from hpcbench.train.sweep import train
-    from hpcbench.tracking import client_for
 
     torch.set_num_threads(1)
     study = make_study(args.images, args.epochs, args.model)
@@ -125,13 +125,13 @@ def main() -> None:
         tune_ips = float(np.mean([m.value for m in history_ips]))
 
     print(
-        f"{args.model}, {trained} training images x {args.epochs} epochs, batch 16, 64x64 "
-        f"crops, 1 thread"
+        f"{args.model}, {trained} training images x {args.epochs} epochs, batch "
+        f"{trial.config['batch_size']}, {trial.config['augment']['crop']} crops, 1 thread"
     )
     print(f"  bare PyTorch loop         {bare:8.1f} images/s   (reference)")
     print(
-        f"  Trainer (train phase)     {trainer_ips:8.1f} images/s   {trainer_ips / bare:5.2f}x bare; "
-        f"data share of step time {data_share:.2f}"
+        f"  Trainer (train phase)     {trainer_ips:8.1f} images/s   "
+        f"{trainer_ips / bare:5.2f}x bare; data share of step time {data_share:.2f}"
     )
     print(
         f"  Trainer incl. validation  {trained * args.epochs / trainer_wall:8.1f} images/s   "

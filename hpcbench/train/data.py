@@ -213,7 +213,8 @@ class ImageSet:
         """
         shard, row = self._where[index]
         if self.dose is None:
-            return self._images[shard][row]
+            stored: NDArray[np.float32] = self._images[shard][row]
+            return stored
         params = replace(self._params[shard][row], dose=self.dose)
         noise_seed = int(self._seeds[shard][row]) if seed is None else seed
         return add_noise(

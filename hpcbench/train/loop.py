@@ -239,7 +239,7 @@ class Trainer:
             data_time += seconds
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.loss(self.model(x), y)
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()
             self.optimizer.step()
             total += float(loss.detach()) * x.shape[0]
             count += x.shape[0]
@@ -385,10 +385,10 @@ class Trainer:
                 pixel = images.pixel_size(index)
                 xy, labels = images.coordinates(index)
                 found_image = []
-                for cls in range(1, self.num_classes):
+                for label in range(1, self.num_classes):
                     # Class c's probability where c is the most probable class (as in the
                     # pixel scores); in the binary case this is p >= 0.5 (seed 004).
-                    owned = np.where(prediction[index] == cls, probabilities[index, cls], 0)
+                    owned = np.where(prediction[index] == label, probabilities[index, label], 0)
                     found = find_atoms(
                         owned,
                         method=detection["method"],
@@ -398,7 +398,7 @@ class Trainer:
                     )
                     match = float(detection["match_radius"]) / pixel
                     counts = counts + detection_counts(
-                        found, xy[labels == cls], match, shape=images.shape, border=match
+                        found, xy[labels == label], match, shape=images.shape, border=match
                     )
                     found_image.append(found)
                 found_all.append(found_image)

@@ -192,7 +192,7 @@ def train(
     try:
         import ray
 
-        cluster_cpus = float(ray.cluster_resources().get("CPU", 1))
+        cluster_cpus = float(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
         if cpus_per_trial > cluster_cpus:
             raise TrainError(
                 f"--cpus-per-trial {cpus_per_trial:g} exceeds the cluster's {cluster_cpus:g} CPUs"
@@ -239,7 +239,11 @@ def train(
                 )
             )
         results = tuner.fit()
-        errored = [unwrap(r.config or {}).get("key", "?") for r in results if r.error is not None]
+        errored = [
+            unwrap(r.config or {}).get("key", "?")
+            for r in (results[i] for i in range(len(results)))
+            if r.error is not None
+        ]
     finally:
         if started:
             import ray

@@ -29,7 +29,7 @@ def run_trial(config: dict[str, Any]) -> None:
     """Tune entry point. ``config``: ``trial`` (resolved), ``data_dirs``, ``runtime``."""
     import torch
     from ray import tune
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     from hpcbench.train.grid import unwrap
     from hpcbench.train.loop import Trainer
