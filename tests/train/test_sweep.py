@@ -123,7 +123,6 @@ def _complete_runs(database: Path) -> int:
     return int(row[0])
 
 
-@pytest.mark.slow
 def test_sigkill_then_resume_finishes_every_trial_once(tmp_path: Path) -> None:
     spec = {**SWEEP, "epochs": 3, "axes": {"dose": [1e4, 1e5, 1e6]}, "repeats": 2}
     study = wse2_study(spec, name="killed")
