@@ -84,6 +84,12 @@ def test_shipped_studies_validate(path: Path, smoke: bool) -> None:
     assert study.datasets
     # Every shipped study carries a smoke: block, so a tiny version of it can be run.
     assert load_study(path).smoke is not None, f"{path.name} has no smoke: block"
+    # Its training grid expands (keys unique, train sizes fit the splits).
+    if study.train is not None:
+        from hpcbench.train.grid import expand_trials
+
+        trials = expand_trials(study)
+        assert len({t.key for t in trials}) == len(trials) > 0
 
 
 def test_validate_prints_dataset_summary(capsys: pytest.CaptureFixture[str]) -> None:

@@ -110,17 +110,22 @@ def test_missing_dataset_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "nodata" / "tune").exists()
 
 
-def _complete_runs(database: Path) -> int:
+def _progress(database: Path) -> tuple[int, int]:
+    """(complete runs, epochs logged by runs not yet complete) in an MLflow SQLite store."""
     if not database.exists():
-        return 0
+        return 0, 0
     try:
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1) as connection:
-            row = connection.execute(
+            complete = connection.execute(
                 "SELECT COUNT(*) FROM tags WHERE key = 'hpcbench.complete' AND value = 'true'"
-            ).fetchone()
+            ).fetchone()[0]
+            running = connection.execute(
+                "SELECT COUNT(*) FROM metrics WHERE key = 'val/loss' AND run_uuid NOT IN "
+                "(SELECT run_uuid FROM tags WHERE key = 'hpcbench.complete')"
+            ).fetchone()[0]
     except sqlite3.OperationalError:
-        return 0
-    return int(row[0])
+        return 0, 0
+    return int(complete), int(running)
 
 
 def test_sigkill_then_resume_finishes_every_trial_once(tmp_path: Path) -> None:
@@ -141,15 +146,20 @@ def test_sigkill_then_resume_finishes_every_trial_once(tmp_path: Path) -> None:
     database = tmp_path / "mlflow.db"
     deadline = time.monotonic() + 240
     try:
-        while _complete_runs(database) < 2:
+        # Kill inside a trial: one trial complete and the next one some epochs in.
+        while True:
+            complete, running = _progress(database)
+            if complete >= 1 and running >= 1:
+                break
             assert process.poll() is None, process.stdout.read().decode()[-3000:]  # type: ignore[union-attr]
             assert time.monotonic() < deadline, "the sweep made no progress"
-            time.sleep(0.5)
-        time.sleep(2.0)  # into the next trial's epochs
+            time.sleep(0.2)
     finally:
+        assert process.poll() is None, "the sweep ended before it could be killed"
         os.killpg(process.pid, signal.SIGKILL)  # the driver and everything it started
         process.wait()
-    assert _complete_runs(database) < 6
+    complete, _ = _progress(database)
+    assert 1 <= complete < 6
     resumed = subprocess.run(
         [*command, "--resume"], env=env, capture_output=True, text=True, timeout=400
     )
