@@ -161,3 +161,37 @@ def test_generate_verify_show_on_the_quickstart_smoke_study(
     assert "(0 generated, 2 skipped)" in capsys.readouterr().out
     assert main(["show", str(directory), "--out", str(tmp_path / "grid.png")]) == 0
     assert (tmp_path / "grid.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "study", sorted((DATA / "bad_studies").glob("train_*.yaml")), ids=lambda path: path.stem
+)
+def test_train_rejects_a_bad_train_section_before_creating_anything(
+    study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ray
+
+    root = tmp_path / "root"
+    assert main(["train", str(study), "--root", str(root)]) == 2
+    expected = study.read_text().splitlines()[0].removeprefix("# expect: ")
+    assert capsys.readouterr().err.splitlines() == [f"{study.name}: {expected}"]
+    assert not root.exists() and not ray.is_initialized()
+
+
+def test_train_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import ray
+
+    root = tmp_path / "root"
+    no_train = tmp_path / "no-train.yaml"
+    text = (STUDIES / "quickstart.yaml").read_text()
+    no_train.write_text(text[: text.index("train:")])
+    assert main(["train", str(no_train), "--root", str(root)]) == 2
+    assert capsys.readouterr().err == f"{no_train}: (top level): the study has no train section\n"
+    # Datasets not generated: one line, nothing created, Ray not started.
+    quickstart = str(STUDIES / "quickstart.yaml")
+    assert main(["train", quickstart, "--root", str(root), "--smoke"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        len(err) == 1 and "train: datasets wse2-haadf, wse2-incoherent are not generated" in err[0]
+    )
+    assert not root.exists() and not ray.is_initialized()

@@ -202,7 +202,11 @@ def init_ray(address: str | None) -> bool:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ConnectionError(f"{first}{hint}") from None
     else:
+        # address="local": always a new embedded Ray. Without it ray.init joins a Ray
+        # already running on this machine (e.g. `ray start`, another hpcbench run) and
+        # then refuses num_cpus; measured with a second sweep beside a running one.
         ray.init(
+            address="local",
             num_cpus=os.cpu_count(),
             include_dashboard=False,
             log_to_driver=False,

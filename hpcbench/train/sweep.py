@@ -64,19 +64,26 @@ def dataset_dirs(study: Study, root: Path, trials: list[TrialSpec]) -> dict[str,
     """Directory of every dataset the trials read; raises :class:`TrainError` if missing."""
     names = sorted({name for t in trials for name in t.config["datasets"]})
     dirs: dict[str, str] = {}
+    missing = []
     for name in names:
         directory = study.dataset_dir(root, name)
         try:
-            manifest = read_manifest(directory)
-            complete = manifest.complete
+            complete = read_manifest(directory).complete
         except (FileNotFoundError, ManifestError):
             complete = False
         if not complete:
-            raise TrainError(
-                f"dataset {name} is not generated (or incomplete) under {study.output_dir(root)}: "
-                f"run `hpcbench generate` on the study first (same --root)"
-            )
+            missing.append(name)
         dirs[name] = str(directory.resolve())
+    if missing:
+        what = (
+            f"dataset {missing[0]} is"
+            if len(missing) == 1
+            else f"datasets {', '.join(missing)} are"
+        )
+        raise TrainError(
+            f"{what} not generated (or incomplete) under {study.output_dir(root)}: "
+            "run `hpcbench generate` on the study first (same --root)"
+        )
     return dirs
 
 
