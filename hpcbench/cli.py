@@ -153,15 +153,7 @@ def train_command(
     gpus_per_trial: Annotated[
         float, typer.Option("--gpus-per-trial", min=0.0, help="GPUs per trial (CUDA if > 0).")
     ] = 0.0,
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(
-            "--tracking-uri",
-            envvar="MLFLOW_TRACKING_URI",
-            help="MLflow tracking URI; default sqlite:///ROOT/mlflow.db.",
-            show_default=False,
-        ),
-    ] = None,
+    tracking_uri: TrackingOpt = None,
     status: Annotated[
         bool, typer.Option("--status", help="Also print Tune's trial status tables.")
     ] = False,
@@ -194,6 +186,177 @@ def train_command(
         typer.echo(line)
     if result.errored:
         raise typer.Exit(1)
+
+
+TrackingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        envvar="MLFLOW_TRACKING_URI",
+        help="MLflow tracking URI; default sqlite:///ROOT/mlflow.db.",
+        show_default=False,
+    ),
+]
+
+
+def _tracking_uri(root: Path, tracking_uri: str | None) -> str:
+    from hpcbench.tracking import default_tracking_uri
+
+    return tracking_uri or default_tracking_uri(root)
+
+
+def _study_name(study: str, smoke: bool = False) -> str:
+    """A study's name from its file (validated) or as given."""
+    path = Path(study)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        from hpcbench.study import load_study
+
+        return load_study(path, smoke=smoke).name
+    return study
+
+
+@app.command("report")
+def report_command(
+    study: Annotated[str, typer.Argument(help="Study name (its MLflow experiment) or study file.")],
+    root: RootOpt = DEFAULT_ROOT,
+    tracking_uri: TrackingOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Report directory (default reports/STUDY).", show_default=False),
+    ] = None,
+    grid: Annotated[
+        str | None,
+        typer.Option("--grid", help="Report this grid hash, not the newest.", show_default=False),
+    ] = None,
+) -> None:
+    """Write a study's statistical ablation report from its MLflow runs alone."""
+    name = _study_name(study)
+    uri = _tracking_uri(root, tracking_uri)
+    _require_store(uri)
+    from hpcbench.report.aggregate import ReportError
+    from hpcbench.report.build import build_report
+
+    try:
+        path = build_report(name, tracking_uri=uri, out=out or Path("reports") / name, grid=grid)
+    except ReportError as exc:
+        raise UserError(f"{study}: report: {exc}") from None
+    typer.echo(f"report: {path}")
+
+
+def _require_store(uri: str) -> None:
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise UserError(
+            f"no MLflow store at {uri.removeprefix('sqlite:///')}: run `hpcbench train` first, "
+            "or pass --root / --tracking-uri"
+        )
+
+
+@app.command("run")
+def run_command(
+    study: StudyArg,
+    root: RootOpt = DEFAULT_ROOT,
+    address: AddressOpt = None,
+    smoke: SmokeOpt = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted sweep (see train).")
+    ] = False,
+    tracking_uri: TrackingOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Report directory (default reports/STUDY[-smoke]).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Generate, train and report a study: one command from a study file to a report."""
+    import time
+
+    from hpcbench.study import load_study
+
+    began = time.perf_counter()
+    spec = load_study(study, smoke=smoke)
+    if spec.train is None:
+        raise UserError(f"{study}: (top level): the study has no train section")
+    from hpcbench.datasets.generate import generate
+    from hpcbench.train.grid import GridError, expand_trials
+    from hpcbench.train.sweep import TrainError, summarize, train
+
+    try:
+        expand_trials(spec)  # a bad grid fails before anything is generated
+    except GridError as exc:
+        raise UserError(f"{study}: train: {exc}") from None
+    uri = _tracking_uri(root, tracking_uri)
+    typer.echo(f"[1/3] generate: {', '.join(spec.datasets)}")
+    for generated in generate(spec, root=root, address=address, progress=True):
+        typer.echo(f"  {generated.summary()}")
+    typer.echo("[2/3] train")
+    try:
+        result = train(
+            spec,
+            root=root,
+            address=address,
+            resume=resume,
+            tracking_uri=uri,
+            verbose=0,
+            log=lambda line: typer.echo(f"  {line}"),
+        )
+    except (GridError, TrainError) as exc:
+        raise UserError(f"{study}: train: {exc}") from None
+    for line in summarize(result):
+        typer.echo(f"  {line}")
+    typer.echo("[3/3] report")
+    from hpcbench.report.aggregate import ReportError
+    from hpcbench.report.build import build_report
+
+    target = out or Path("reports") / (f"{spec.name}-smoke" if smoke else spec.name)
+    try:
+        path = build_report(spec.name, tracking_uri=uri, out=target)
+    except ReportError as exc:
+        raise UserError(f"{study}: report: {exc}") from None
+    minutes = (time.perf_counter() - began) / 60
+    typer.echo(f"report: {path} ({minutes:.1f} min)")
+    if result.errored:
+        raise typer.Exit(1)
+
+
+@app.command("ui")
+def ui_command(
+    root: RootOpt = DEFAULT_ROOT,
+    tracking_uri: TrackingOpt = None,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 5000,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="Interface to bind (default 127.0.0.1, this machine only).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Start the MLflow UI on the study store (127.0.0.1 unless --host is given)."""
+    import subprocess
+
+    uri = _tracking_uri(root, tracking_uri)
+    _require_store(uri)
+    bind = host or "127.0.0.1"
+    if host is not None and host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(
+            f"warning: binding the MLflow UI to {host}: it has no authentication, anyone who "
+            "can reach this port can read and delete runs",
+            err=True,
+        )
+    shown = f"[{bind}]" if ":" in bind else bind
+    typer.echo(f"MLflow UI for {uri} at http://{shown}:{port} (Ctrl-C stops it)")
+    command = [
+        sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+        "--host", bind, "--port", str(port),
+    ]  # fmt: skip
+    try:
+        code = subprocess.call(command)
+    except KeyboardInterrupt:
+        code = 0
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("verify")

@@ -39,6 +39,8 @@ __all__ = [
     "ensure_experiment",
     "finished_keys",
     "flatten",
+    "latest_grid",
+    "record_grid",
     "runs_by_key",
 ]
 
@@ -275,3 +277,66 @@ class MLflowTracker(Callback):
     ) -> None:
         """Mark the trial's run failed."""
         self.client.set_terminated(self.run_id(unwrap(trial.config)), "FAILED")
+
+
+TAG_KIND = "hpcbench.kind"
+TAG_GRID = "hpcbench.grid"
+TAG_GRID_TIME = "hpcbench.grid_time"
+GRID_FILE = "grid.json"
+
+
+def record_grid(
+    client: MlflowClient,
+    experiment_id: str,
+    *,
+    study: str,
+    grid: str,
+    trials: list[dict[str, Any]],
+    spec: Mapping[str, Any],
+) -> str:
+    """Record a sweep's grid as a run of kind ``grid`` (``grid-<hash>``), marked newest.
+
+    The run holds ``grid.json``: the study spec and each trial's key, condition and
+    repeat. Reports read the newest grid (tag ``hpcbench.grid_time``) to know which runs
+    make up the current study when an edited study left older runs in the experiment.
+    """
+    import tempfile
+    import time
+
+    found = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{TAG_GRID}` = '{grid}'", max_results=1
+    )
+    if found:
+        run_id = str(found[0].info.run_id)
+    else:
+        run = client.create_run(
+            experiment_id,
+            run_name=f"grid-{grid}",
+            tags={TAG_KIND: "grid", TAG_GRID: grid, TAG_STUDY: study},
+        )
+        run_id = str(run.info.run_id)
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / GRID_FILE
+            path.write_text(json.dumps({"grid": grid, "study": spec, "trials": trials}, indent=1))
+            client.log_artifact(run_id, str(path))
+        client.set_terminated(run_id, "FINISHED")
+    client.set_tag(run_id, TAG_GRID_TIME, f"{time.time():.3f}")
+    return run_id
+
+
+def latest_grid(
+    client: MlflowClient, experiment_id: str, grid: str | None = None
+) -> dict[str, Any] | None:
+    """The newest recorded grid (or the one with hash ``grid``): ``grid.json``'s content."""
+    import tempfile
+
+    runs = list(client.search_runs([experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'grid'"))
+    if grid is not None:
+        runs = [r for r in runs if r.data.tags.get(TAG_GRID) == grid]
+    if not runs:
+        return None
+    newest = max(runs, key=lambda r: float(r.data.tags.get(TAG_GRID_TIME, "0")))
+    with tempfile.TemporaryDirectory() as directory:
+        path = client.download_artifacts(newest.info.run_id, GRID_FILE, directory)
+        content: dict[str, Any] = json.loads(Path(path).read_text())
+    return content

@@ -195,3 +195,63 @@ def test_train_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
         len(err) == 1 and "train: datasets wse2-haadf, wse2-incoherent are not generated" in err[0]
     )
     assert not root.exists() and not ray.is_initialized()
+
+
+def test_ui_serves_the_study_store_on_loopback(tmp_path: Path) -> None:
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from hpcbench.tracking import client_for, default_tracking_uri, ensure_experiment
+
+    uri = default_tracking_uri(tmp_path)
+    ensure_experiment(client_for(uri), "ui-study", uri)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpcbench", "ui", "--root", str(tmp_path), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/", timeout=2) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, "the UI did not come up"
+                time.sleep(0.5)
+        request = urllib.request.Request(
+            base + "/api/2.0/mlflow/experiments/search",
+            data=json.dumps({"max_results": 10}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            names = [e["name"] for e in json.loads(response.read())["experiments"]]
+        assert "ui-study" in names
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    out = process.stdout.read().decode()  # type: ignore[union-attr]
+    assert f"at http://127.0.0.1:{port}" in out
+
+
+def test_ui_without_a_store_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ui", "--root", str(tmp_path / "none")]) == 2
+    assert "no MLflow store at" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()

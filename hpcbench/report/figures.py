@@ -120,12 +120,23 @@ class Fit(Protocol):
         Number of runs the fit used.
     """
 
-    model: str
-    params: dict[str, float]
-    stderr: dict[str, float]
-    formula: str
-    r_squared: float
-    n: int
+    @property
+    def model(self) -> str: ...  # noqa: D102
+
+    @property
+    def params(self) -> dict[str, float]: ...  # noqa: D102
+
+    @property
+    def stderr(self) -> dict[str, float]: ...  # noqa: D102
+
+    @property
+    def formula(self) -> str: ...  # noqa: D102
+
+    @property
+    def r_squared(self) -> float: ...  # noqa: D102
+
+    @property
+    def n(self) -> int: ...  # noqa: D102
 
     def predict(self, x: ArrayLike) -> NDArray[np.float64]:
         """Evaluate the fitted curve at ``x``."""

@@ -167,6 +167,7 @@ def train(
         default_tracking_uri,
         ensure_experiment,
         finished_keys,
+        record_grid,
     )
 
     root = Path(root)
@@ -176,8 +177,17 @@ def train(
     client = client_for(uri)
     experiment_id = ensure_experiment(client, study.name, uri)
     done = finished_keys(client, experiment_id)
+    grid = grid_key(trials)
+    record_grid(
+        client,
+        experiment_id,
+        study=study.name,
+        grid=grid,
+        trials=[{"key": t.key, "condition": t.label, "repeat": t.repeat} for t in trials],
+        spec=study.model_dump(mode="json"),
+    )
     storage = (study.output_dir(root) / "tune").resolve()
-    name = f"train-{grid_key(trials)}"
+    name = f"train-{grid}"
     experiment_dir = storage / name
     pending = [t for t in trials if t.key not in done]
     skipped = [t.key for t in trials if t.key in done]

@@ -53,7 +53,10 @@ def _runs(root: Path, study: str) -> list[Any]:
 
     client = MlflowClient(f"sqlite:///{root.resolve() / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(study)
-    return [] if experiment is None else client.search_runs([experiment.experiment_id])
+    if experiment is None:
+        return []
+    runs = client.search_runs([experiment.experiment_id])
+    return [r for r in runs if "hpcbench.trial_key" in r.data.tags]
 
 
 def test_sweep_on_two_nodes_logs_one_complete_run_per_trial(

@@ -1,0 +1,483 @@
+"""Build a study's report directory from MLflow: tables, tests, fits, figures, text.
+
+``reports/<study>/`` holds:
+
+- ``results.csv`` / ``results.parquet``: one row per complete run of the study's newest
+  grid (:mod:`hpcbench.report.aggregate`);
+- ``tables/conditions.csv``: every condition's runs, mean and bootstrap CI;
+- ``tables/<axis>.csv``: per level of each ablation axis and per metric, n, median, IQR,
+  mean and 95 % bootstrap CI (pooled over the other axes), ``tables/<axis>-tests.csv``
+  (Kruskal-Wallis across levels) and ``tables/<axis>-pairwise.csv`` (Mann-Whitney U
+  between levels, Holm-corrected);
+- ``tables/fits.csv``: dose fits D = D0 + A·exp(−B/α) (seed 003, eq. 1) and
+  training-set-size learning curves, per model and pooled, with standard errors;
+- ``tables/model-by-classes.csv``: mean F1 per architecture × number of classes, as in
+  seed 003 Table S1, when both axes are swept;
+- ``figures/*.png`` and ``report.md`` / ``report.html`` (figures embedded).
+
+Bootstrap resampling is seeded, so the same runs give byte-identical CSV tables. The
+directory is written beside its final place and swapped in at the end: a failure leaves
+the previous report intact.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hpcbench.report.aggregate import ReportError, RunTable, load_runs
+from hpcbench.report.statistics import (
+    FitOutcome,
+    TestOutcome,
+    fit_dose_outcome,
+    fit_size_outcome,
+    kruskal_wallis_outcome,
+    pairwise_mann_whitney,
+    summarize,
+)
+
+__all__ = ["AxisAnalysis", "Report", "build_report"]
+
+FLOAT_FORMAT = "%.10g"
+# Seed 001 trained at least five networks per condition.
+MIN_REPEATS = 5
+
+
+@dataclass
+class AxisAnalysis:
+    """One ablation axis: summaries, tests and fits per metric."""
+
+    axis: str
+    levels: list[Any]
+    summaries: dict[str, pd.DataFrame] = field(default_factory=dict)
+    tests: dict[str, TestOutcome] = field(default_factory=dict)
+    pairwise: dict[str, pd.DataFrame] = field(default_factory=dict)
+    fits: dict[str, dict[str, FitOutcome]] = field(default_factory=dict)
+    figures: list[tuple[str, str]] = field(default_factory=list)
+    missing_levels: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    """Everything the rendered report says."""
+
+    study: str
+    tracking_uri: str
+    table: RunTable
+    spec: dict[str, Any] | None
+    grid: str | None
+    metrics: list[str]
+    conditions: pd.DataFrame
+    axes: list[AxisAnalysis]
+    model_by_classes: pd.DataFrame | None
+    examples: list[tuple[str, str]]
+    figures: dict[str, str]
+    caveats: list[str]
+    missing_trials: int
+
+
+def _levels(spec: dict[str, Any] | None, axis: str, runs: pd.DataFrame) -> list[Any]:
+    """The axis's levels in the study's order (all declared ones), else sorted found."""
+    declared = None
+    if spec is not None:
+        declared = ((spec.get("train") or {}).get("axes") or {}).get(axis)
+    if declared:
+        if axis == "classes":
+            return ["+".join(v) for v in declared]
+        if axis == "dose":
+            return [math.nan if v is None else float(v) for v in declared]
+        return list(declared)
+    values = runs[axis].dropna().unique().tolist()
+    if axis == "dose" and runs[axis].isna().any():
+        values.append(math.nan)
+    return sorted(values, key=lambda v: (isinstance(v, float) and math.isnan(v), v))
+
+
+def _select(runs: pd.DataFrame, axis: str, level: Any) -> pd.DataFrame:
+    if isinstance(level, float) and math.isnan(level):
+        return runs[runs[axis].isna()]
+    return runs[runs[axis] == level]
+
+
+def _metrics(runs: pd.DataFrame) -> list[str]:
+    """Metrics to analyse: held-out pixel F1, IoU, detection F1, then other test sets'."""
+    wanted = ["heldout/f1", "heldout/intersection_over_union", "heldout/detection_f1"]
+    sets = sorted(
+        {c.split("/")[1] for c in runs.columns if c.startswith("test/") and c.count("/") == 2}
+    )
+    own = {str(v) for v in runs.get("dataset", pd.Series(dtype=str)).unique()}
+    for name in sets:
+        if len(own) > 1 or (name not in own and not _is_heldout_set(runs, name)):
+            wanted += [f"test/{name}/f1", f"test/{name}/detection_f1"]
+    return [m for m in wanted if m in runs.columns and runs[m].notna().any()]
+
+
+def _is_heldout_set(runs: pd.DataFrame, name: str) -> bool:
+    column = f"test/{name}/f1"
+    return column in runs.columns and bool(
+        np.array_equal(runs[column].to_numpy(), runs["heldout/f1"].to_numpy(), equal_nan=True)
+    )
+
+
+def _summary_frame(groups: dict[Any, list[float]], seed: int) -> pd.DataFrame:
+    rows = [
+        {
+            "level": s.level,
+            "n": s.n,
+            "median": s.median,
+            "q1": s.q1,
+            "q3": s.q3,
+            "iqr": s.iqr,
+            "mean": s.mean,
+            "ci_low": s.ci_low,
+            "ci_high": s.ci_high,
+        }
+        for s in summarize(groups, seed=seed)
+    ]
+    return pd.DataFrame(rows)
+
+
+def _analyse_axis(
+    runs: pd.DataFrame,
+    axis: str,
+    levels: list[Any],
+    metrics: list[str],
+    *,
+    other_axes: list[str],
+    seed: int,
+) -> AxisAnalysis:
+    analysis = AxisAnalysis(axis=axis, levels=levels)
+    analysis.missing_levels = [lv for lv in levels if _select(runs, axis, lv).empty]
+    for metric in metrics:
+        groups = {lv: _select(runs, axis, lv)[metric].tolist() for lv in levels}
+        analysis.summaries[metric] = _summary_frame(groups, seed)
+        analysis.tests[metric] = kruskal_wallis_outcome(groups)
+        if len(levels) <= 12:
+            pairs = pairwise_mann_whitney(groups)
+            analysis.pairwise[metric] = pd.DataFrame([vars(p) for p in pairs])
+        if axis in ("dose", "train_size"):
+            fitter = fit_dose_outcome if axis == "dose" else fit_size_outcome
+            per_group: dict[str, FitOutcome] = {}
+            finite = runs[runs[axis].notna()]
+            per_group["all runs"] = fitter(
+                finite[axis].to_numpy(float), finite[metric].to_numpy(float)
+            )
+            if "model" in other_axes:
+                for model, part in finite.groupby("model", sort=True):
+                    per_group[str(model)] = fitter(
+                        part[axis].to_numpy(float), part[metric].to_numpy(float)
+                    )
+            analysis.fits[metric] = per_group
+    return analysis
+
+
+def _conditions(runs: pd.DataFrame, axes: list[str], metrics: list[str], seed: int) -> pd.DataFrame:
+    from hpcbench.report.statistics import bootstrap_ci
+
+    rows = []
+    keys = axes or ["condition"]
+    for values, part in runs.groupby(keys, sort=False, dropna=False):
+        values = values if isinstance(values, tuple) else (values,)
+        row: dict[str, Any] = dict(zip(keys, values, strict=True))
+        row["runs"] = len(part)
+        for metric in metrics[:3]:
+            finite = part[metric].dropna()
+            low, high = bootstrap_ci(finite.to_numpy(), seed=seed)
+            row[f"{metric} mean"] = float(finite.mean()) if len(finite) else math.nan
+            row[f"{metric} ci_low"] = low
+            row[f"{metric} ci_high"] = high
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fits_frame(axes: list[AxisAnalysis]) -> pd.DataFrame:
+    rows = []
+    for analysis in axes:
+        for metric, per_group in analysis.fits.items():
+            for group, outcome in per_group.items():
+                base = {"axis": analysis.axis, "metric": metric, "group": group}
+                fit = outcome.result
+                if fit is None:
+                    rows.append(
+                        {
+                            **base,
+                            "parameter": "",
+                            "value": math.nan,
+                            "stderr": math.nan,
+                            "r_squared": math.nan,
+                            "n": 0,
+                            "note": outcome.note,
+                        }
+                    )
+                    continue
+                for name, value in fit.params.items():
+                    rows.append(
+                        {
+                            **base,
+                            "parameter": name,
+                            "value": value,
+                            "stderr": fit.stderr.get(name, math.nan),
+                            "r_squared": fit.r_squared,
+                            "n": fit.n,
+                            "note": "",
+                        }
+                    )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "axis",
+            "metric",
+            "group",
+            "parameter",
+            "value",
+            "stderr",
+            "r_squared",
+            "n",
+            "note",
+        ],
+    )
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
+
+
+def _examples(
+    client: Any, runs: pd.DataFrame, metric: str, directory: Path
+) -> list[tuple[str, str]]:
+    """Prediction figures of the best and the median run (by ``metric``)."""
+    ranked = runs[runs[metric].notna()].sort_values([metric, "trial_key"], ascending=[False, True])
+    if ranked.empty:
+        return []
+    chosen = [("best", ranked.iloc[0]), ("median", ranked.iloc[len(ranked) // 2])]
+    found = []
+    for label, row in chosen:
+        try:
+            path = client.download_artifacts(row["run_id"], "predictions.png", str(directory))
+        except Exception:
+            continue
+        title = (
+            f"{label} run {row['trial_key']}: {row['condition']}, repeat {row['repeat']}, "
+            f"{metric} = {row[metric]:.3f}"
+        )
+        found.append((title, Path(path).read_bytes()))
+        Path(path).unlink()
+    from hpcbench.report.figures import image_grid
+
+    if not found:
+        return []
+    name = "figures/examples.png"
+    (directory / name).write_bytes(image_grid([(t, b) for t, b in found], columns=len(found)))
+    return [(" / ".join(t for t, _ in found), name)]
+
+
+def build_report(
+    study: str,
+    *,
+    tracking_uri: str,
+    out: str | os.PathLike[str],
+    grid: str | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write the report of study ``study`` (an MLflow experiment name) to ``out``.
+
+    Parameters
+    ----------
+    study : str
+        The study's name (its MLflow experiment).
+    tracking_uri : str
+        MLflow tracking URI.
+    out : path
+        The report directory (replaced as a whole when the new one is complete).
+    grid : str, optional
+        Report this grid (hash) rather than the newest one the study ran.
+    seed : int
+        Seed of the bootstrap resampling.
+
+    Returns
+    -------
+    Path
+        ``out / "report.html"``.
+
+    Raises
+    ------
+    ReportError
+        No such experiment, or no complete runs.
+    """
+    from hpcbench.report import figures as fig
+    from hpcbench.report.render import render_html, render_markdown
+    from hpcbench.tracking import client_for, latest_grid
+
+    client = client_for(tracking_uri)
+    experiment = client.get_experiment_by_name(study)
+    if experiment is None:
+        raise ReportError(
+            f"no MLflow experiment {study!r} in {tracking_uri}: run `hpcbench train` on the "
+            "study first, or pass --tracking-uri"
+        )
+    recorded = latest_grid(client, experiment.experiment_id, grid)
+    if grid is not None and recorded is None:
+        raise ReportError(f"study {study!r} has no recorded grid {grid}")
+    keys = None if recorded is None else {t["key"] for t in recorded["trials"]}
+    table = load_runs(tracking_uri, study, keys=keys)
+    spec = None if recorded is None else recorded.get("study")
+    runs = table.runs
+    caveats: list[str] = []
+    missing_trials = 0 if keys is None else len(keys - set(runs["trial_key"]))
+    if recorded is None:
+        caveats.append(
+            "No grid is recorded for this study (runs made before hpcbench recorded grids): "
+            "every complete run of the experiment is reported, whatever grid made it."
+        )
+    if missing_trials:
+        caveats.append(
+            f"{missing_trials} of the grid's {len(keys or ())} trials have no complete run "
+            "(not run yet, failed or interrupted): `hpcbench train` finishes them."
+        )
+    metrics = _metrics(runs)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        (work / "figures").mkdir()
+        _write_csv(runs, work / "results.csv")
+        runs.to_parquet(work / "results.parquet", index=False)
+        axes = []
+        figures: dict[str, str] = {}
+        primary = metrics[0] if metrics else "heldout/f1"
+        for axis in table.axes:
+            levels = _levels(spec, axis, runs)
+            others = [a for a in table.axes if a != axis]
+            analysis = _analyse_axis(runs, axis, levels, metrics, other_axes=others, seed=seed)
+            rows = []
+            for metric, frame in analysis.summaries.items():
+                rows.append(frame.assign(metric=metric))
+            summary = pd.concat(rows) if rows else pd.DataFrame()
+            if not summary.empty:
+                summary = summary[["metric", *[c for c in summary.columns if c != "metric"]]]
+            _write_csv(summary, work / "tables" / f"{axis}.csv")
+            tests = pd.DataFrame(
+                [
+                    {
+                        "metric": m,
+                        "test": o.result.test if o.result else "kruskal_wallis",
+                        "statistic": o.result.statistic if o.result else math.nan,
+                        "p_value": o.result.p_value if o.result else math.nan,
+                        "note": o.note,
+                    }
+                    for m, o in analysis.tests.items()
+                ]
+            )
+            _write_csv(tests, work / "tables" / f"{axis}-tests.csv")
+            if analysis.pairwise:
+                pairwise = pd.concat([f.assign(metric=m) for m, f in analysis.pairwise.items()])
+                _write_csv(pairwise, work / "tables" / f"{axis}-pairwise.csv")
+            hue = "model" if axis != "model" and "model" in table.axes else None
+            for metric in metrics[:3]:
+                name = f"figures/{axis}-{metric.replace('/', '-')}.png"
+                (work / name).write_bytes(
+                    fig.box_strip(runs, axis, metric, hue=hue, order=levels, seed=seed)
+                )
+                analysis.figures.append((metric, name))
+                if axis in ("dose", "train_size") and metric in analysis.fits:
+                    per = analysis.fits[metric]
+                    curve = f"figures/{axis}-{metric.replace('/', '-')}-fit.png"
+                    if hue is not None:
+                        png = fig.metric_vs(
+                            runs,
+                            axis,
+                            metric,
+                            hue=hue,
+                            fits={k: v.result for k, v in per.items() if k != "all runs"},
+                            seed=seed,
+                        )
+                    else:
+                        png = fig.metric_vs(
+                            runs, axis, metric, fit=per["all runs"].result, seed=seed
+                        )
+                    (work / curve).write_bytes(png)
+                    analysis.figures.append((f"{metric} fit", curve))
+            axes.append(analysis)
+        fits = _fits_frame(axes)
+        if not fits.empty:
+            _write_csv(fits, work / "tables" / "fits.csv")
+        conditions = _conditions(runs, table.axes, metrics, seed)
+        _write_csv(conditions, work / "tables" / "conditions.csv")
+        model_by_classes = None
+        if {"model", "classes"} <= set(table.axes):
+            model_by_classes = runs.pivot_table(
+                index="model", columns="n_classes", values=primary, aggfunc="mean"
+            )
+            _write_csv(model_by_classes.reset_index(), work / "tables" / "model-by-classes.csv")
+        examples = _examples(client, runs, primary, work)
+        counts = runs.groupby(table.axes or ["condition"], dropna=False).size()
+        if len(counts) and int(counts.min()) < MIN_REPEATS:
+            caveats.append(
+                f"Conditions have {int(counts.min())}–{int(counts.max())} runs; seed 001 "
+                f"trained at least {MIN_REPEATS} per condition. With so few, rank tests have "
+                "little power: a non-significant difference is not evidence of no effect."
+            )
+        if len(table.axes) > 1:
+            caveats.append(
+                "Per-axis summaries pool the runs over the other axes' levels; the "
+                "conditions table gives every combination."
+            )
+        if table.incomplete:
+            caveats.append(
+                f"{table.incomplete} runs of the experiment are incomplete and left out."
+            )
+        report = Report(
+            study=study,
+            tracking_uri=tracking_uri,
+            table=table,
+            spec=spec,
+            grid=None if recorded is None else recorded.get("grid"),
+            metrics=metrics,
+            conditions=conditions,
+            axes=axes,
+            model_by_classes=model_by_classes,
+            examples=examples,
+            figures=figures,
+            caveats=caveats,
+            missing_trials=missing_trials,
+        )
+        (work / "report.md").write_text(render_markdown(report), encoding="utf-8")
+        (work / "report.html").write_text(render_html(report, work), encoding="utf-8")
+        _swap(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out / "report.html"
+
+
+def _swap(work: Path, out: Path) -> None:
+    """Replace ``out`` by ``work`` (the old report is removed only after the rename)."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}-old-{os.getpid()}")
+        out.rename(old)
+    work.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def format_level(axis: str, value: Any) -> str:
+    """A level as text for tables (dose ``1e+04``; NaN dose = the stored noise)."""
+    if axis == "dose":
+        return "stored" if isinstance(value, float) and math.isnan(value) else f"{value:.0e}"
+    return str(value)
+
+
+def level_order(values: Sequence[Any]) -> list[Any]:
+    """Levels in ascending order, NaN last."""
+    return sorted(values, key=lambda v: (isinstance(v, float) and math.isnan(v), v))

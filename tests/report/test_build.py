@@ -1,0 +1,161 @@
+"""Reports from a real SQLite MLflow store holding synthetic runs with known truth."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpcbench.report.aggregate import ReportError, load_runs
+from hpcbench.report.build import build_report
+from hpcbench.tracking import (
+    TAG_COMPLETE,
+    MLflowTracker,
+    client_for,
+    ensure_experiment,
+    record_grid,
+)
+
+STUDY = "synthetic"
+DOSES = [1e3, 1e4, 1e5, 1e6]
+ALPHA = 2e4  # true characteristic dose [e/Å²]
+
+
+def _truth(model: str, dose: float) -> float:
+    d0 = 0.9 if model == "unet" else 0.8
+    return d0 - 0.7 * math.exp(-dose / ALPHA)
+
+
+def _make_store(root: Path, *, doses: list[float | None], repeats: int = 3) -> str:
+    """Runs written the way a sweep writes them (tracker on the driver), plus the grid."""
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = client_for(uri)
+    experiment = ensure_experiment(client, STUDY, uri)
+    tracker = MLflowTracker(uri, STUDY)
+    rng = np.random.default_rng(5)
+    trials: list[dict[str, Any]] = []
+    for model in ("fcn", "unet"):
+        for dose in doses:
+            for repeat in range(repeats):
+                key = f"{model}-{dose}-{repeat}"
+                label = f"model={model} dose={dose}"
+                trials.append({"key": key, "condition": label, "repeat": repeat})
+                if dose is not None and dose < 0:
+                    continue  # a declared level that has no runs
+                config = {
+                    "key": key,
+                    "label": label,
+                    "repeat": repeat,
+                    "condition": {"model": model, "dose": dose},
+                    "trial": {
+                        "study": STUDY,
+                        "dataset": "data",
+                        "datasets": {"data": {"hash": "0123456789ab"}},
+                        "version": "0.1.0",
+                        "model": {"architecture": model},
+                        "dose": dose,
+                    },
+                }
+                f1 = _truth(model, dose if dose is not None else 1e9) + rng.normal(0, 0.005)
+                tracker.log_result(config, {"epoch": 1, "val/loss": 0.5, "val/f1": f1})
+                tracker.log_result(
+                    config,
+                    {
+                        "epoch": 1,
+                        "test/data/f1": f1,
+                        "test/data/intersection_over_union": f1 / (2 - f1),
+                        "test/data/detection_f1": min(1.0, f1 + 0.05),
+                        "test/other/f1": f1 - 0.1,
+                    },
+                )
+                run_id = tracker.run_id(config)
+                client.set_tag(run_id, TAG_COMPLETE, "true")
+                client.set_terminated(run_id, "FINISHED")
+    spec = {
+        "name": STUDY,
+        "seed": 0,
+        "datasets": {},
+        "train": {
+            "models": {"fcn": {}, "unet": {}},
+            "axes": {"model": ["fcn", "unet"], "dose": doses},
+            "repeats": repeats,
+        },
+    }
+    record_grid(client, experiment, study=STUDY, grid="g1", trials=trials, spec=spec)
+    return uri
+
+
+def test_report_recovers_the_dose_curve_and_is_deterministic(tmp_path: Path) -> None:
+    uri = _make_store(tmp_path, doses=DOSES)
+    out = tmp_path / "reports" / STUDY
+    html = build_report(STUDY, tracking_uri=uri, out=out)
+    assert html == out / "report.html"
+    runs = pd.read_csv(out / "results.csv")
+    assert len(runs) == 2 * 4 * 3
+    assert list(runs.columns[:6]) == ["run_id", "trial_key", "condition", "repeat", "model", "dose"]
+    # Per-model dose fits recover the generating curve.
+    fits = pd.read_csv(out / "tables" / "fits.csv")
+    mine = fits[(fits["metric"] == "heldout/f1") & (fits["group"] == "unet")]
+    values = dict(zip(mine["parameter"], mine["value"], strict=True))
+    assert values["alpha"] == pytest.approx(ALPHA, rel=0.1)
+    assert values["D0"] == pytest.approx(0.9, abs=0.01)
+    assert values["A"] == pytest.approx(-0.7, abs=0.02)
+    # Levels summarised with n and CIs; the dose effect is significant, the pairs named.
+    summary = pd.read_csv(out / "tables" / "dose.csv")
+    f1 = summary[summary["metric"] == "heldout/f1"]
+    assert f1["n"].tolist() == [6, 6, 6, 6]
+    assert (f1["ci_low"] <= f1["mean"]).all() and (f1["mean"] <= f1["ci_high"]).all()
+    tests = pd.read_csv(out / "tables" / "dose-tests.csv")
+    assert tests.loc[tests["metric"] == "heldout/f1", "p_value"].item() < 0.01
+    text = (out / "report.md").read_text()
+    assert "## Effect of dose" in text and "Kruskal–Wallis" in text and "Holm" in text
+    assert "D = D0 + A·exp(−B/α)" in text
+    assert "seed 001 trained at least 5 per condition" in text  # 3 repeats: a caveat
+    page = html.read_text()
+    assert page.count("data:image/png;base64,") >= 4 and "<table>" in page
+    # Rebuilding from MLflow alone gives the same tables byte for byte.
+    before = {p.name: p.read_bytes() for p in (out / "tables").glob("*.csv")}
+    before["results.csv"] = (out / "results.csv").read_bytes()
+    build_report(STUDY, tracking_uri=uri, out=out)
+    after = {p.name: p.read_bytes() for p in (out / "tables").glob("*.csv")}
+    after["results.csv"] = (out / "results.csv").read_bytes()
+    assert before == after
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+def test_a_missing_level_is_reported_not_fatal(tmp_path: Path) -> None:
+    uri = _make_store(tmp_path, doses=[-1.0, *DOSES])  # -1: declared, never run
+    out = tmp_path / "report"
+    build_report(STUDY, tracking_uri=uri, out=out)
+    text = (out / "report.md").read_text()
+    assert "No complete runs at" in text
+    assert "trials have no complete run" in text
+    summary = pd.read_csv(out / "tables" / "dose.csv")
+    assert summary[summary["metric"] == "heldout/f1"]["n"].tolist() == [0, 6, 6, 6, 6]
+
+
+def test_only_the_newest_grid_is_reported(tmp_path: Path) -> None:
+    uri = _make_store(tmp_path, doses=DOSES)
+    client = client_for(uri)
+    experiment = ensure_experiment(client, STUDY, uri)
+    first = load_runs(uri, STUDY)
+    assert len(first.runs) == 24
+    keep = {k for k in first.runs["trial_key"] if k.startswith("unet")}
+    trials = [{"key": k, "condition": "", "repeat": 0} for k in sorted(keep)]
+    record_grid(client, experiment, study=STUDY, grid="g2", trials=trials, spec={})
+    out = tmp_path / "report"
+    build_report(STUDY, tracking_uri=uri, out=out)
+    assert set(pd.read_csv(out / "results.csv")["trial_key"]) == keep
+    build_report(STUDY, tracking_uri=uri, out=out, grid="g1")
+    assert len(pd.read_csv(out / "results.csv")) == 24
+
+
+def test_no_experiment_is_one_line(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(ReportError, match=r"^no MLflow experiment 'nothing' in sqlite"):
+        build_report("nothing", tracking_uri=uri, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
