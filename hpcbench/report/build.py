@@ -76,6 +76,7 @@ class Report:
     spec: dict[str, Any] | None
     grid: str | None
     metrics: list[str]
+    shown: list[str]
     conditions: pd.DataFrame
     axes: list[AxisAnalysis]
     model_by_classes: pd.DataFrame | None
@@ -267,8 +268,8 @@ def _examples(
         except Exception:
             continue
         title = (
-            f"{label} run {row['trial_key']}: {row['condition']}, repeat {row['repeat']}, "
-            f"{metric} = {row[metric]:.3f}"
+            f"{label}: {row['condition']} r{row['repeat']} "
+            f"({metric.split('/')[-1]} {row[metric]:.2f})"
         )
         found.append((title, Path(path).read_bytes()))
         Path(path).unlink()
@@ -314,6 +315,7 @@ def build_report(
     ReportError
         No such experiment, or no complete runs.
     """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from hpcbench.report import figures as fig
     from hpcbench.report.render import render_html, render_markdown
     from hpcbench.tracking import client_for, latest_grid
@@ -345,6 +347,9 @@ def build_report(
             "(not run yet, failed or interrupted): `hpcbench train` finishes them."
         )
     metrics = _metrics(runs)
+    # In the text and figures: held-out pixel and detection F1, and F1 on other test sets
+    # (IoU and the rest are in the tables).
+    shown = [m for m in metrics if m.endswith("/f1") or m == "heldout/detection_f1"]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -383,7 +388,7 @@ def build_report(
                 pairwise = pd.concat([f.assign(metric=m) for m, f in analysis.pairwise.items()])
                 _write_csv(pairwise, work / "tables" / f"{axis}-pairwise.csv")
             hue = "model" if axis != "model" and "model" in table.axes else None
-            for metric in metrics[:3]:
+            for metric in shown:
                 name = f"figures/{axis}-{metric.replace('/', '-')}.png"
                 (work / name).write_bytes(
                     fig.box_strip(runs, axis, metric, hue=hue, order=levels, seed=seed)
@@ -443,6 +448,7 @@ def build_report(
             spec=spec,
             grid=None if recorded is None else recorded.get("grid"),
             metrics=metrics,
+            shown=shown,
             conditions=conditions,
             axes=axes,
             model_by_classes=model_by_classes,

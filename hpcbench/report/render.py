@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["blocks", "render_html", "render_markdown"]
 
 Block = tuple[str, Any]
+_PARAMS = {"alpha": "α [e/Å²]", "F_inf": "F∞"}
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -33,8 +34,8 @@ def _num(value: Any, digits: int = 3) -> str:
             return "–"
         if isinstance(value, int) or (float(value).is_integer() and abs(value) < 1e4):
             return str(int(value))
-        if abs(value) >= 1e4 or abs(value) < 1e-3:
-            return f"{value:.2e}"
+        if abs(value) >= 1e3 or abs(value) < 1e-3:
+            return f"{value:.3g}"
         return f"{value:.{digits}f}"
     return str(value)
 
@@ -191,7 +192,7 @@ def _axis_blocks(report: Report, analysis: AxisAnalysis) -> list[Block]:
                 + ": those levels are listed with n = 0 and left out of the tests.",
             )
         )
-    for metric in report.metrics[:3]:
+    for metric in report.shown:
         summary = analysis.summaries.get(metric)
         if summary is None or summary.empty:
             continue
@@ -245,15 +246,16 @@ def _axis_blocks(report: Report, analysis: AxisAnalysis) -> list[Block]:
             ]
             for _, row in summary.iterrows()
         ]
-        out.append(("table", ([axis, "n", "median", "IQR", "mean", "95 % CI (bootstrap)"], rows)))
+        name = "dose [e/Å²]" if axis == "dose" else axis
+        out.append(("table", ([name, "n", "median", "IQR", "mean", "95 % CI (bootstrap)"], rows)))
         for group, fit_outcome in analysis.fits.get(metric, {}).items():
             fit = fit_outcome.result
             if fit is None:
                 out.append(("p", f"Fit ({group}): not made — {fit_outcome.note}."))
                 continue
             params = ", ".join(
-                f"{name} = {_num(value)} ± {_num(fit.stderr.get(name, math.nan))}"
-                for name, value in fit.params.items()
+                f"{_PARAMS.get(k, k)} = {_num(v)} ± {_num(fit.stderr.get(k, math.nan))}"
+                for k, v in fit.params.items()
             )
             out.append(
                 (

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
+from report_helpers import ALPHA, make_store
 
 from hpcbench.report.aggregate import ReportError, load_runs
 from hpcbench.report.build import build_report
 from hpcbench.tracking import (
-    TAG_COMPLETE,
-    MLflowTracker,
     client_for,
     ensure_experiment,
     record_grid,
@@ -22,70 +18,11 @@ from hpcbench.tracking import (
 
 STUDY = "synthetic"
 DOSES = [1e3, 1e4, 1e5, 1e6]
-ALPHA = 2e4  # true characteristic dose [e/Å²]
 
 
-def _truth(model: str, dose: float) -> float:
-    d0 = 0.9 if model == "unet" else 0.8
-    return d0 - 0.7 * math.exp(-dose / ALPHA)
-
-
-def _make_store(root: Path, *, doses: list[float | None], repeats: int = 3) -> str:
-    """Runs written the way a sweep writes them (tracker on the driver), plus the grid."""
+def _make_store(root: Path, *, doses: list[float], repeats: int = 3) -> str:
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = client_for(uri)
-    experiment = ensure_experiment(client, STUDY, uri)
-    tracker = MLflowTracker(uri, STUDY)
-    rng = np.random.default_rng(5)
-    trials: list[dict[str, Any]] = []
-    for model in ("fcn", "unet"):
-        for dose in doses:
-            for repeat in range(repeats):
-                key = f"{model}-{dose}-{repeat}"
-                label = f"model={model} dose={dose}"
-                trials.append({"key": key, "condition": label, "repeat": repeat})
-                if dose is not None and dose < 0:
-                    continue  # a declared level that has no runs
-                config = {
-                    "key": key,
-                    "label": label,
-                    "repeat": repeat,
-                    "condition": {"model": model, "dose": dose},
-                    "trial": {
-                        "study": STUDY,
-                        "dataset": "data",
-                        "datasets": {"data": {"hash": "0123456789ab"}},
-                        "version": "0.1.0",
-                        "model": {"architecture": model},
-                        "dose": dose,
-                    },
-                }
-                f1 = _truth(model, dose if dose is not None else 1e9) + rng.normal(0, 0.005)
-                tracker.log_result(config, {"epoch": 1, "val/loss": 0.5, "val/f1": f1})
-                tracker.log_result(
-                    config,
-                    {
-                        "epoch": 1,
-                        "test/data/f1": f1,
-                        "test/data/intersection_over_union": f1 / (2 - f1),
-                        "test/data/detection_f1": min(1.0, f1 + 0.05),
-                        "test/other/f1": f1 - 0.1,
-                    },
-                )
-                run_id = tracker.run_id(config)
-                client.set_tag(run_id, TAG_COMPLETE, "true")
-                client.set_terminated(run_id, "FINISHED")
-    spec = {
-        "name": STUDY,
-        "seed": 0,
-        "datasets": {},
-        "train": {
-            "models": {"fcn": {}, "unet": {}},
-            "axes": {"model": ["fcn", "unet"], "dose": doses},
-            "repeats": repeats,
-        },
-    }
-    record_grid(client, experiment, study=STUDY, grid="g1", trials=trials, spec=spec)
+    make_store(uri, STUDY, {"model": ["fcn", "unet"], "dose": doses}, repeats=repeats)
     return uri
 
 
@@ -144,7 +81,7 @@ def test_only_the_newest_grid_is_reported(tmp_path: Path) -> None:
     experiment = ensure_experiment(client, STUDY, uri)
     first = load_runs(uri, STUDY)
     assert len(first.runs) == 24
-    keep = {k for k in first.runs["trial_key"] if k.startswith("unet")}
+    keep = {k for k in first.runs["trial_key"] if "model=unet" in k}
     trials = [{"key": k, "condition": "", "repeat": 0} for k in sorted(keep)]
     record_grid(client, experiment, study=STUDY, grid="g2", trials=trials, spec={})
     out = tmp_path / "report"
