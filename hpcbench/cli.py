@@ -337,6 +337,9 @@ def ui_command(
     import subprocess
 
     uri = _tracking_uri(root, tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        typer.echo(f"{uri} is an MLflow server: it serves its own UI there")
+        return
     _require_store(uri)
     bind = host or "127.0.0.1"
     if host is not None and host not in ("127.0.0.1", "localhost", "::1"):
