@@ -255,3 +255,50 @@ def test_ui_without_a_store_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["ui", "--root", str(tmp_path / "none")]) == 2
     assert "no MLflow store at" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+def test_run_takes_a_study_from_nothing_to_a_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole pipeline on a tiny incoherent study: generate, train, report, re-run."""
+    import yaml
+
+    study = yaml.safe_load((STUDIES / "quickstart.yaml").read_text())
+    incoherent = study["datasets"]["wse2-incoherent"]
+    incoherent.update({"size": 48, "shard_size": 16})
+    incoherent["image"] = {"shape": [64, 64], "pixel_size": 0.1}
+    incoherent["structure"]["supercell"] = [6, 4]
+    study["datasets"] = {"wse2-incoherent": incoherent}
+    study["name"] = "tiny-run"
+    study.pop("smoke")
+    study["train"].update(
+        {
+            "epochs": 1,
+            "repeats": 1,
+            "train_size": 16,
+            "test_sets": [],
+            "augment": {"crop": [32, 32]},
+        }
+    )
+    study["train"]["axes"] = {"dose": [1.0e4, 1.0e6]}
+    study["train"]["models"] = {"fcn": {"architecture": "fcn", "width": 4}}
+    study["train"]["axes"]["model"] = ["fcn"]
+    path = tmp_path / "tiny-run.yaml"
+    path.write_text(yaml.safe_dump(study))
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs"
+    assert main(["run", str(path), "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "[1/3] generate" in out and "[2/3] train" in out and "[3/3] report" in out
+    report = tmp_path / "reports" / "tiny-run"
+    assert out.rstrip().splitlines()[-1].startswith(f"report: {report / 'report.html'}")
+    results = (report / "results.csv").read_bytes()
+    assert len(results.decode().splitlines()) == 1 + 2  # header + one run per trial
+    # Rebuilt from MLflow alone: the same results.csv.
+    shutil.rmtree(report)
+    assert main(["report", "tiny-run", "--root", str(root)]) == 0
+    assert (report / "results.csv").read_bytes() == results
+    # A second run skips generation and training.
+    assert main(["run", str(path), "--root", str(root)]) == 0
+    again = capsys.readouterr().out
+    assert "0 generated" in again and "already complete" in again

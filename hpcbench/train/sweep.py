@@ -194,14 +194,14 @@ def train(
 
     from ray import tune
 
+    if not pending:  # nothing to train, whatever Tune's state says
+        log(f"all {len(trials)} trials are already complete in {uri}")
+        return SweepResult(trials, skipped, [], experiment_dir, uri)
     restorable = tune.Tuner.can_restore(experiment_dir)
     if resume and not restorable:
         raise TrainError(
             f"nothing to resume: no interrupted sweep of this grid at {experiment_dir}"
         )
-    if not pending and not restorable:
-        log(f"all {len(trials)} trials are already complete in {uri}")
-        return SweepResult(trials, skipped, [], experiment_dir, uri)
 
     from hpcbench.datasets.generate import init_ray
 
