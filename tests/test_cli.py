@@ -291,7 +291,7 @@ def test_run_takes_a_study_from_nothing_to_a_report(
     out = capsys.readouterr().out
     assert "[1/3] generate" in out and "[2/3] train" in out and "[3/3] report" in out
     report = tmp_path / "reports" / "tiny-run"
-    assert out.rstrip().splitlines()[-1].startswith(f"report: {report / 'report.html'}")
+    assert out.rstrip().splitlines()[-1].startswith("report: reports/tiny-run/report.html (")
     results = (report / "results.csv").read_bytes()
     assert len(results.decode().splitlines()) == 1 + 2  # header + one run per trial
     # Rebuilt from MLflow alone: the same results.csv.
