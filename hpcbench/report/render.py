@@ -112,6 +112,7 @@ def _setup(report: Report) -> list[Block]:
         ]
         out.append(("p", "Models:"))
         out.append(("ul", models))
+        out.append(("p", "Training:"))
         fixed = [
             f"training data `{train.get('dataset') or next(iter(datasets), '?')}`, classes "
             f"{', '.join(train.get('classes') or ['all labelled'])} (+ background)",

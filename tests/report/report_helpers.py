@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 from typing import Any
@@ -45,7 +46,8 @@ def make_store(
         condition = dict(zip(names, values, strict=True))
         label = " ".join(f"{k}={v}" for k, v in condition.items())
         for repeat in range(repeats):
-            key = f"{label.replace(' ', ',')}-{repeat}"
+            # 12 hex digits, like real trial keys (they go into MLflow filter strings).
+            key = hashlib.sha256(f"{label}-{repeat}".encode()).hexdigest()[:12]
             trials.append({"key": key, "condition": label, "repeat": repeat})
             dose = condition.get("dose")
             if dose is not None and dose < 0:

@@ -81,7 +81,8 @@ def test_only_the_newest_grid_is_reported(tmp_path: Path) -> None:
     experiment = ensure_experiment(client, STUDY, uri)
     first = load_runs(uri, STUDY)
     assert len(first.runs) == 24
-    keep = {k for k in first.runs["trial_key"] if "model=unet" in k}
+    unet = first.runs[first.runs["model"] == "unet"]
+    keep = set(unet["trial_key"])
     trials = [{"key": k, "condition": "", "repeat": 0} for k in sorted(keep)]
     record_grid(client, experiment, study=STUDY, grid="g2", trials=trials, spec={})
     out = tmp_path / "report"
@@ -96,3 +97,17 @@ def test_no_experiment_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match=r"^no MLflow experiment 'nothing' in sqlite"):
         build_report("nothing", tracking_uri=uri, out=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_architecture_by_number_of_classes_table(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    classes = [["anion_vacancy"], ["anion_vacancy", "metal_vacancy"]]
+    make_store(uri, STUDY, {"model": ["fcn", "unet"], "classes": classes}, repeats=2)
+    out = tmp_path / "report"
+    build_report(STUDY, tracking_uri=uri, out=out)
+    table = pd.read_csv(out / "tables" / "model-by-classes.csv")
+    assert list(table.columns) == ["model", "2", "3"]  # N = classes + background
+    runs = pd.read_csv(out / "results.csv")
+    expected = runs[(runs["model"] == "unet") & (runs["n_classes"] == 3)]["heldout/f1"].mean()
+    assert table.loc[table["model"] == "unet", "3"].item() == pytest.approx(expected)
+    assert "## Architecture × number of classes" in (out / "report.md").read_text()
