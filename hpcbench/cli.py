@@ -393,6 +393,71 @@ def show_command(
     typer.echo(f"wrote {path}")
 
 
+@app.command("import-images")
+def import_images_command(
+    source_dir: Annotated[
+        Path,
+        typer.Argument(help="Folder of TIFF/PNG/NPY (DM3/DM4/EMD) images.", show_default=False),
+    ],
+    pixel_size: Annotated[
+        float,
+        typer.Option("--pixel-size", help="Pixel size of the images [Å].", show_default=False),
+    ],
+    name: Annotated[str, typer.Option("--name", help="Dataset name.", show_default=False)],
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels", help="Folder of label CSVs (X, Y [px]) or masks.", show_default=False
+        ),
+    ] = None,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            "--pairs", help="CSV pairing images with label files (and a split).", show_default=False
+        ),
+    ] = None,
+    target_pixel_size: Annotated[
+        float | None,
+        typer.Option(
+            "--target-pixel-size", help="Resample to this pixel size [Å].", show_default=False
+        ),
+    ] = None,
+    patch: Annotated[
+        tuple[int, int] | None,
+        typer.Option(
+            "--patch", help="Cut into non-overlapping H W patches [px].", show_default=False
+        ),
+    ] = None,
+    label_radius: Annotated[
+        float, typer.Option("--label-radius", help="Mask disk radius around each site [Å].")
+    ] = 0.6,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing dataset directory.")
+    ] = False,
+    root: RootOpt = DEFAULT_ROOT,
+) -> None:
+    """Import experimental images (and labels) as a dataset in ROOT/imported/NAME-HASH."""
+    from hpcbench.datasets.importer import ImageImportError, import_images
+
+    size = None if patch is None or None in patch else (int(patch[0]), int(patch[1]))
+    try:
+        result = import_images(
+            source_dir,
+            root / "imported",
+            name=name,
+            pixel_size=pixel_size,
+            target_pixel_size=target_pixel_size,
+            labels_dir=labels,
+            label_radius=label_radius,
+            patch=size,
+            pairs_csv=pairs,
+            overwrite=overwrite,
+        )
+    except ImageImportError as exc:
+        raise UserError(*exc.lines) from None
+    typer.echo(result.summary())
+
+
 def _report(exc: BaseException) -> int:
     from hpcbench.study import StudyError
 

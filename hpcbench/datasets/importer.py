@@ -1,0 +1,732 @@
+"""Importing experimental images (TIFF, PNG, NPY, DM3/DM4/EMD) as an hpcbench dataset.
+
+:func:`import_images` reads every image under a folder (sorted by file name), converts
+it to float32, optionally resamples it to a target pixel size and cuts it into
+non-overlapping patches, attaches labelled atom positions (from CSV files or mask
+images) and writes the rows with the schema of simulated datasets (``sample_id``,
+``image``, ``mask``, ``coordinates``, ``pixel_size``) plus ``source_file``, ``split``,
+``origin_row`` and ``origin_col`` (the patch's top-left pixel in the source image after
+resampling).
+
+The dataset is written to ``OUT/NAME-HASH/`` with a ``_manifest.json`` whose ``spec``
+is the import record: ``kind: imported``, the parameters, and the relative path and
+SHA-256 of every source, label and pairs file. ``HASH`` is
+:func:`hpcbench.datasets.manifest.imported_hash` of that spec, so ``hpcbench verify``
+checks an imported dataset like a simulated one, and the same files imported with the
+same parameters always land in the same directory.
+
+Coordinates use the pixel-centre convention of the simulated datasets: ``x`` (column)
+and ``y`` (row) in pixels, pixel ``c`` spanning ``[c - 0.5, c + 0.5)``. Resampling by
+``s = new / old`` pixels maps ``x`` to ``(x + 0.5) * s - 0.5``; a patch whose first
+column is ``c0`` holds the sites with ``c0 - 0.5 <= x < c0 + w - 0.5``, so patches that
+tile an image exactly keep every site inside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pyarrow as pa
+from numpy.typing import NDArray
+
+from hpcbench.datasets.manifest import IMPORTED_KIND, Manifest, imported_hash, write_manifest
+from hpcbench.datasets.schema import coordinates_type, tensor_column
+from hpcbench.datasets.sink import ShardRecord, file_sha256, write_shard
+from hpcbench.simulate.labels import Coordinates, render_mask
+from hpcbench.study import DATA_FORMAT_VERSION
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageImportError",
+    "ImportResult",
+    "import_images",
+    "read_image",
+]
+
+IMAGE_SUFFIXES: Final = (".tif", ".tiff", ".png", ".npy", ".dm3", ".dm4", ".emd")
+_RSCIIO_SUFFIXES: Final = (".dm3", ".dm4", ".emd")
+SHARD_SIZE: Final = 256
+_LABEL_SUFFIXES: Final = ("_Results", "_results", "_labels", "_coordinates", "_mask", "")
+
+
+class ImageImportError(ValueError):
+    """Files or parameters that cannot be imported; one line per problem.
+
+    Attributes
+    ----------
+    problems : list of str
+        ``file: what is wrong`` for every bad file (all of them, not just the first).
+    """
+
+    def __init__(self, headline: str, problems: Sequence[str] = ()) -> None:
+        self.headline = headline
+        self.problems = list(problems)
+        super().__init__("\n".join([headline, *self.problems]))
+
+    @property
+    def lines(self) -> list[str]:
+        """The headline, then one line per problem."""
+        return [self.headline, *self.problems]
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What :func:`import_images` wrote.
+
+    Attributes
+    ----------
+    directory : Path
+        The dataset directory ``OUT/NAME-HASH``.
+    hash : str
+        Hash of the import spec (12 hex digits).
+    images : int
+        Source images read.
+    rows : int
+        Rows written (patches, or images when not tiled).
+    coordinates : int
+        Labelled sites over all rows.
+    shape : tuple of int
+        ``(rows, cols)`` of every stored frame [px].
+    pixel_size : float
+        Pixel size of the stored frames [Å].
+    seconds : float
+        Wall time of the import [s].
+    """
+
+    directory: Path
+    hash: str
+    images: int
+    rows: int
+    coordinates: int
+    shape: tuple[int, int]
+    pixel_size: float
+    seconds: float
+    shards: list[ShardRecord] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: images, patches, coordinates, frame size, directory."""
+        return (
+            f"imported {self.images} images -> {self.rows} patches "
+            f"{self.shape[0]}x{self.shape[1]} px at {self.pixel_size:.4g} Å/px, "
+            f"{self.coordinates} coordinates: {self.directory}"
+        )
+
+
+@dataclass
+class _Labels:
+    """Labelled sites of one image: x, y [px] and mask value, or a label mask."""
+
+    x: NDArray[np.float64]
+    y: NDArray[np.float64]
+    cls: NDArray[np.int64]
+    mask: NDArray[np.uint8] | None = None
+
+
+@dataclass
+class _Source:
+    path: Path
+    image: NDArray[np.float32]
+    labels: _Labels | None
+    split: str
+
+
+# ------------------------------------------------------------------------ reading
+
+
+def _to_2d(data: NDArray[Any], path: Path) -> NDArray[np.float32]:
+    array = np.asarray(data)
+    if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] > 4:
+        array = array[..., :3].astype(np.float64).mean(axis=-1)  # RGB(A) → grey
+    array = np.squeeze(array)
+    if array.ndim != 2:
+        raise ValueError(f"not a 2-D image (shape {tuple(np.shape(data))})")
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"not a numeric image (dtype {array.dtype})")
+    result = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.all(np.isfinite(result)):
+        raise ValueError("image has NaN or infinite pixels")
+    return result
+
+
+def _read_rsciio(path: Path) -> NDArray[Any]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".emd":
+            from rsciio.emd import file_reader  # type: ignore[import-not-found,unused-ignore]
+        else:
+            from rsciio.digitalmicrograph import (  # type: ignore[import-not-found,unused-ignore]
+                file_reader,
+            )
+    except ImportError:
+        raise ValueError(
+            f"reading {suffix} files needs rosettasciio (pip install rosettasciio)"
+        ) from None
+    signals = file_reader(str(path))
+    images = [s["data"] for s in signals if np.ndim(s["data"]) >= 2]
+    if not images:
+        raise ValueError("no image signal in the file")
+    data: NDArray[Any] = np.asarray(images[0])
+    return data
+
+
+def read_image(path: str | os.PathLike[str]) -> NDArray[np.float32]:
+    """Read one image file as a 2-D float32 array.
+
+    Parameters
+    ----------
+    path : path
+        A ``.tif``/``.tiff`` (tifffile), ``.png`` (imageio), ``.npy`` (numpy) or, when
+        rosettasciio is installed, ``.dm3``/``.dm4``/``.emd`` file. RGB(A) images are
+        averaged to grey.
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be read or is not a finite 2-D numeric image.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            data: NDArray[Any] = tifffile.imread(path)
+        elif suffix == ".png":
+            import imageio.v3 as iio
+
+            data = np.asarray(iio.imread(path))
+        elif suffix == ".npy":
+            data = np.load(path, allow_pickle=False)
+        elif suffix in _RSCIIO_SUFFIXES:
+            data = _read_rsciio(path)
+        else:
+            raise ValueError(f"unsupported file type {suffix!r}")
+    except ValueError:
+        raise
+    except Exception as exc:  # every reader has its own exceptions for a bad file
+        raise ValueError(f"unreadable {suffix} file ({type(exc).__name__}: {exc})") from None
+    return _to_2d(data, path)
+
+
+def _find_images(source_dir: Path, exclude: Sequence[Path]) -> list[Path]:
+    found = []
+    for path in source_dir.rglob("*"):
+        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        relative = path.relative_to(source_dir)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if any(path.is_relative_to(other) for other in exclude):
+            continue
+        found.append(path)
+    return sorted(found, key=lambda p: (p.name, str(p)))
+
+
+def _column(fieldnames: Sequence[str], *names: str) -> str | None:
+    lowered = {name.strip().lower(): name for name in fieldnames if name is not None}
+    for name in names:
+        if name in lowered:
+            return lowered[name]
+    return None
+
+
+def _read_pairs(path: Path) -> dict[str, tuple[str, str]]:
+    """Image file name → (label file name, split) from a pairs CSV."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        fields = list(reader.fieldnames or [])
+        image_col = _column(fields, "filename", "image", "image_file", "file")
+        label_col = _column(fields, "coords", "labels", "label", "label_file", "coordinates")
+        split_col = _column(fields, "split")
+        if image_col is None or label_col is None:
+            raise ValueError(
+                f"needs an image column (Filename) and a label column (Coords), has {fields}"
+            )
+        pairs = {}
+        for row in reader:
+            image = (row.get(image_col) or "").strip()
+            if image:
+                split = (row.get(split_col) or "").strip() if split_col else ""
+                pairs[image] = ((row.get(label_col) or "").strip(), split)
+    return pairs
+
+
+def _read_label_csv(path: Path, class_names: Sequence[str]) -> _Labels:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        fields = list(reader.fieldnames or [])
+        x_col, y_col = _column(fields, "x"), _column(fields, "y")
+        class_col = _column(fields, "class", "label", "type", "class_name")
+        if x_col is None or y_col is None:
+            raise ValueError(f"needs X and Y columns, has {[f.strip() for f in fields]}")
+        xs, ys, classes = [], [], []
+        for number, row in enumerate(reader, start=2):
+            try:
+                xs.append(float(row[x_col]))
+                ys.append(float(row[y_col]))
+            except (TypeError, ValueError):
+                raise ValueError(f"line {number}: X/Y are not numbers") from None
+            value = 1
+            if class_col is not None and (row.get(class_col) or "").strip():
+                text = str(row[class_col]).strip()
+                if text in class_names:
+                    value = list(class_names).index(text) + 1
+                elif text.isdigit() and 1 <= int(text) <= len(class_names):
+                    value = int(text)
+                else:
+                    raise ValueError(
+                        f"line {number}: class {text!r} is not one of {list(class_names)}"
+                    )
+            classes.append(value)
+    x = np.asarray(xs, np.float64)
+    y = np.asarray(ys, np.float64)
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("X/Y have NaN or infinite values")
+    return _Labels(x, y, np.asarray(classes, np.int64))
+
+
+def _labels_from_mask(mask_data: NDArray[np.float32], n_classes: int) -> _Labels:
+    from scipy import ndimage
+
+    values = np.rint(mask_data).astype(np.int64)
+    if values.min() < 0 or values.max() > n_classes:
+        raise ValueError(
+            f"mask values must be 0..{n_classes}, found {values.min()}..{values.max()}"
+        )
+    xs, ys, cls = [], [], []
+    for value in range(1, n_classes + 1):
+        blobs, count = ndimage.label(values == value)
+        if count:
+            centres = ndimage.center_of_mass(values == value, blobs, range(1, count + 1))
+            for row, col in centres:
+                xs.append(col)
+                ys.append(row)
+                cls.append(value)
+    return _Labels(
+        np.asarray(xs, np.float64),
+        np.asarray(ys, np.float64),
+        np.asarray(cls, np.int64),
+        mask=values.astype(np.uint8),
+    )
+
+
+def _label_file_for(image: Path, labels_dir: Path) -> Path | None:
+    for suffix in _LABEL_SUFFIXES:
+        for extension in (".csv", ".png", ".tif", ".tiff", ".npy"):
+            candidate = labels_dir / f"{image.stem}{suffix}{extension}"
+            if candidate.is_file() and candidate != image:
+                return candidate
+    return None
+
+
+def _read_labels(path: Path, class_names: Sequence[str], shape: tuple[int, int]) -> _Labels:
+    if path.suffix.lower() == ".csv":
+        return _read_label_csv(path, class_names)
+    mask = read_image(path)
+    if mask.shape != shape:
+        raise ValueError(f"mask shape {mask.shape} differs from the image's {shape}")
+    return _labels_from_mask(mask, len(class_names))
+
+
+# ------------------------------------------------------------------ transforming
+
+
+def _resample(
+    image: NDArray[np.float32], labels: _Labels | None, scale: float
+) -> tuple[NDArray[np.float32], _Labels | None]:
+    from skimage.transform import rescale, resize
+
+    out: NDArray[np.float32] = np.ascontiguousarray(
+        rescale(
+            image,
+            scale,
+            order=1,
+            anti_aliasing=scale < 1,
+            preserve_range=True,
+            mode="reflect",
+        ),
+        dtype=np.float32,
+    )
+    if labels is None:
+        return out, None
+    sy = out.shape[0] / image.shape[0]
+    sx = out.shape[1] / image.shape[1]
+    mask = labels.mask
+    if mask is not None:
+        mask = np.ascontiguousarray(
+            resize(mask, out.shape, order=0, preserve_range=True, anti_aliasing=False),  # type: ignore[no-untyped-call,unused-ignore]
+            dtype=np.uint8,
+        )
+    moved = _Labels(
+        (labels.x + 0.5) * sx - 0.5, (labels.y + 0.5) * sy - 0.5, labels.cls.copy(), mask
+    )
+    return out, moved
+
+
+def _patch_origins(shape: tuple[int, int], patch: tuple[int, int] | None) -> list[tuple[int, int]]:
+    if patch is None:
+        return [(0, 0)]
+    rows, cols = shape
+    return [
+        (r, c)
+        for r in range(0, rows - patch[0] + 1, patch[0])
+        for c in range(0, cols - patch[1] + 1, patch[1])
+    ]
+
+
+# ------------------------------------------------------------------------- import
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.name
+
+
+def import_images(
+    source_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    name: str,
+    pixel_size: float,
+    target_pixel_size: float | None = None,
+    labels_dir: str | os.PathLike[str] | None = None,
+    label_radius: float = 0.6,
+    patch: tuple[int, int] | None = None,
+    pairs_csv: str | os.PathLike[str] | None = None,
+    class_names: Sequence[str] = ("atom",),
+    overwrite: bool = False,
+) -> ImportResult:
+    """Import a folder of microscope images as a Parquet dataset ``out_dir/NAME-HASH``.
+
+    Parameters
+    ----------
+    source_dir : path
+        Folder searched recursively for ``.tif``, ``.tiff``, ``.png``, ``.npy`` (and,
+        with rosettasciio, ``.dm3``, ``.dm4``, ``.emd``) images, imported in order of
+        file name. Files under ``labels_dir`` and hidden files are skipped.
+    out_dir : path
+        Parent folder; the dataset goes to ``out_dir/NAME-HASH/``.
+    name : str
+        Dataset name.
+    pixel_size : float
+        Pixel size of the source images [Å].
+    target_pixel_size : float, optional
+        Resample to this pixel size [Å] (linear interpolation, anti-aliased when
+        shrinking); coordinates are scaled alike.
+    labels_dir : path, optional
+        Folder of label files: CSVs with ``X``/``Y`` (or ``x``/``y``) columns in pixels
+        and an optional ``class`` column (a name from ``class_names`` or 1-based index),
+        or mask images (values 0..len(class_names); sites are the blobs' centroids).
+        Matched by ``pairs_csv`` or by the image's stem (``STEM.csv``,
+        ``STEM_Results.csv``, ``STEM_mask.png``, ...). Images without one are unlabelled.
+    label_radius : float
+        Radius of the mask disk drawn around each labelled site [Å].
+    patch : (int, int), optional
+        Cut each image into non-overlapping ``(rows, cols)`` patches (the remainder at
+        the bottom and right is dropped); sites go with the patch that holds them.
+    pairs_csv : path, optional
+        CSV with an image-name column (``Filename``), a label-file column (``Coords``)
+        and optionally ``Split``; then exactly the images it lists are imported.
+    class_names : sequence of str
+        Names of the label values 1, 2, ...
+    overwrite : bool
+        Replace an existing non-empty dataset directory (otherwise an error).
+
+    Returns
+    -------
+    ImportResult
+
+    Raises
+    ------
+    ImageImportError
+        Listing every unreadable or inconsistent file, or a bad parameter; nothing is
+        written then.
+    FileNotFoundError
+        If ``source_dir`` (or ``labels_dir``/``pairs_csv``) does not exist.
+    """
+    began = time.perf_counter()
+    source = Path(source_dir)
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: no such folder")
+    labels_root = None if labels_dir is None else Path(labels_dir)
+    if labels_root is not None and not labels_root.is_dir():
+        raise FileNotFoundError(f"{labels_root}: no such labels folder")
+    pairs_path = None if pairs_csv is None else Path(pairs_csv)
+    if pairs_path is not None and not pairs_path.is_file():
+        raise FileNotFoundError(f"{pairs_path}: no such pairs file")
+    _check_parameters(name, pixel_size, target_pixel_size, label_radius, patch, class_names)
+
+    pairs: dict[str, tuple[str, str]] | None = None
+    if pairs_path is not None:
+        try:
+            pairs = _read_pairs(pairs_path)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise ImageImportError(f"{source}: cannot import", [f"{pairs_path}: {exc}"]) from None
+
+    images = _find_images(source, [labels_root] if labels_root is not None else [])
+    problems: list[str] = []
+    pairs_name = "" if pairs_path is None else pairs_path.name
+    pairs_base = source if pairs_path is None else pairs_path.parent
+    if pairs is not None:
+        by_name = {path.name: path for path in images}
+        problems += [
+            f"{image}: listed in {pairs_name}, not found under {source}"
+            for image in pairs
+            if image not in by_name
+        ]
+        images = [path for path in images if path.name in pairs]
+    if not images and not problems:
+        raise ImageImportError(f"{source}: no images ({', '.join(IMAGE_SUFFIXES)}) to import")
+
+    sources: list[_Source] = []
+    label_files: list[Path] = []
+    for path in images:
+        try:
+            image = read_image(path)
+        except ValueError as exc:
+            problems.append(f"{path}: {exc}")
+            continue
+        split = ""
+        label_path: Path | None = None
+        if pairs is not None:
+            label_name, split = pairs[path.name]
+            if label_name:
+                base = labels_root if labels_root is not None else pairs_base
+                label_path = base / label_name
+                if not label_path.is_file():
+                    problems.append(f"{label_path}: label file of {path.name} not found")
+                    continue
+        elif labels_root is not None:
+            label_path = _label_file_for(path, labels_root)
+        labels = None
+        if label_path is not None:
+            try:
+                labels = _read_labels(label_path, class_names, (image.shape[0], image.shape[1]))
+            except (OSError, ValueError, UnicodeDecodeError) as exc:
+                problems.append(f"{label_path}: {exc}")
+                continue
+            label_files.append(label_path)
+        sources.append(_Source(path, image, labels, split))
+    if problems:
+        raise ImageImportError(f"{source}: cannot import {len(problems)} file(s):", problems)
+
+    return _write(
+        sources,
+        label_files,
+        source=source,
+        labels_root=labels_root,
+        pairs_path=pairs_path,
+        out_dir=Path(out_dir),
+        name=name,
+        pixel_size=pixel_size,
+        target_pixel_size=target_pixel_size,
+        label_radius=label_radius,
+        patch=patch,
+        class_names=list(class_names),
+        overwrite=overwrite,
+        began=began,
+    )
+
+
+def _check_parameters(
+    name: str,
+    pixel_size: float,
+    target_pixel_size: float | None,
+    label_radius: float,
+    patch: tuple[int, int] | None,
+    class_names: Sequence[str],
+) -> None:
+    wrong = []
+    if not name or "/" in name or name.startswith(".") or os.sep in name:
+        wrong.append(f"name {name!r}: must be a non-empty file name not starting with '.'")
+    if not (np.isfinite(pixel_size) and pixel_size > 0):
+        wrong.append(f"pixel size {pixel_size}: must be > 0 [Å]")
+    if target_pixel_size is not None and not (
+        np.isfinite(target_pixel_size) and target_pixel_size > 0
+    ):
+        wrong.append(f"target pixel size {target_pixel_size}: must be > 0 [Å]")
+    if not (np.isfinite(label_radius) and label_radius >= 0):
+        wrong.append(f"label radius {label_radius}: must be >= 0 [Å]")
+    if patch is not None and (len(patch) != 2 or min(patch) < 1):
+        wrong.append(f"patch {patch}: must be two positive sizes (rows, cols)")
+    if not class_names or not 1 <= len(class_names) <= 255:
+        wrong.append("class names: need 1 to 255 names")
+    if wrong:
+        raise ImageImportError("invalid import parameters:", wrong)
+
+
+def _write(
+    sources: list[_Source],
+    label_files: list[Path],
+    *,
+    source: Path,
+    labels_root: Path | None,
+    pairs_path: Path | None,
+    out_dir: Path,
+    name: str,
+    pixel_size: float,
+    target_pixel_size: float | None,
+    label_radius: float,
+    patch: tuple[int, int] | None,
+    class_names: list[str],
+    overwrite: bool,
+    began: float,
+) -> ImportResult:
+    frames: list[NDArray[np.float32]] = []
+    masks: list[NDArray[np.uint8]] = []
+    coordinates: list[list[dict[str, float | int]]] = []
+    pixel_sizes: list[float] = []
+    files: list[str] = []
+    splits: list[str] = []
+    origins: list[tuple[int, int]] = []
+    problems: list[str] = []
+    for item in sources:
+        image, labels = item.image, item.labels
+        stored_pixel = pixel_size
+        if target_pixel_size is not None and target_pixel_size != pixel_size:
+            shape_before = image.shape
+            image, labels = _resample(image, labels, pixel_size / target_pixel_size)
+            stored_pixel = pixel_size * float(np.mean(np.divide(shape_before, image.shape)))
+        shape = (int(image.shape[0]), int(image.shape[1]))
+        if labels is None:
+            full_mask = np.zeros(shape, np.uint8)
+        elif labels.mask is not None:
+            full_mask = labels.mask
+        else:
+            sites = Coordinates(
+                x=labels.x.astype(np.float32),
+                y=labels.y.astype(np.float32),
+                cls=labels.cls.astype(np.uint8),
+            )
+            full_mask = render_mask(sites, None, shape, label_radius / stored_pixel)
+        origins_here = _patch_origins(shape, patch)
+        if not origins_here:
+            problems.append(f"{item.path}: image {shape} is smaller than a patch {patch}")
+            continue
+        height, width = patch if patch is not None else shape
+        for row0, col0 in origins_here:
+            frames.append(image[row0 : row0 + height, col0 : col0 + width])
+            masks.append(full_mask[row0 : row0 + height, col0 : col0 + width])
+            records: list[dict[str, float | int]] = []
+            if labels is not None:
+                if patch is None:
+                    keep = np.ones(labels.x.shape, bool)
+                else:
+                    keep = (
+                        (labels.x >= col0 - 0.5)
+                        & (labels.x < col0 + width - 0.5)
+                        & (labels.y >= row0 - 0.5)
+                        & (labels.y < row0 + height - 0.5)
+                    )
+                records = [
+                    {"x": float(x - col0), "y": float(y - row0), "label": int(c)}
+                    for x, y, c in zip(
+                        labels.x[keep], labels.y[keep], labels.cls[keep], strict=True
+                    )
+                ]
+            coordinates.append(records)
+            pixel_sizes.append(stored_pixel)
+            files.append(_relative(item.path, source))
+            splits.append(item.split)
+            origins.append((row0, col0))
+    shapes = sorted({frame.shape for frame in frames})
+    if len(shapes) > 1:
+        by_shape = {frame.shape: file for frame, file in zip(frames, files, strict=True)}
+        problems += [f"{by_shape[s]}: frames of {s[0]}x{s[1]} px" for s in shapes]
+        problems.insert(0, "images differ in size (use --patch or --target-pixel-size):")
+    if problems:
+        raise ImageImportError(f"{source}: cannot import:", problems)
+
+    spec: dict[str, Any] = {
+        "kind": IMPORTED_KIND,
+        "data_format_version": DATA_FORMAT_VERSION,
+        "name": name,
+        "size": len(frames),
+        "shard_size": SHARD_SIZE,
+        "image": {"shape": list(shapes[0])},
+        "pixel_size": pixel_size,
+        "target_pixel_size": target_pixel_size,
+        "stored_pixel_size": pixel_sizes[0],
+        "patch": None if patch is None else list(patch),
+        "labels": {"classes": class_names, "lattice": False, "radius": label_radius},
+        "sources": [
+            {"file": _relative(item.path, source), "sha256": file_sha256(item.path)}
+            for item in sources
+        ],
+        "label_files": [
+            {"file": _relative(path, labels_root or source), "sha256": file_sha256(path)}
+            for path in label_files
+        ],
+        "pairs": None
+        if pairs_path is None
+        else {"file": pairs_path.name, "sha256": file_sha256(pairs_path)},
+    }
+    digest = imported_hash(spec)
+    final = out_dir / f"{name}-{digest}"
+    if final.exists() and not final.is_dir():
+        raise ImageImportError(f"{final}: exists and is not a directory")
+    if final.is_dir() and any(final.iterdir()) and not overwrite:
+        raise ImageImportError(
+            f"{final}: already exists and is not empty (pass overwrite=True / --overwrite)"
+        )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = out_dir / f".{final.name}.tmp-{uuid.uuid4().hex}"
+    try:
+        manifest = Manifest(name=name, study=IMPORTED_KIND, seed=0, hash=digest, spec=spec)
+        shard_seconds = 0.0
+        image_stack = np.stack(frames).astype(np.float32, copy=False)
+        mask_stack = np.stack(masks).astype(np.uint8, copy=False)
+        for first in range(0, len(frames), SHARD_SIZE):
+            rows = slice(first, min(first + SHARD_SIZE, len(frames)))
+            table = pa.table(
+                {
+                    "sample_id": pa.array(np.arange(rows.start, rows.stop), pa.int64()),
+                    "image": tensor_column(image_stack[rows]),
+                    "mask": tensor_column(mask_stack[rows]),
+                    "coordinates": pa.array(coordinates[rows], type=coordinates_type()),
+                    "pixel_size": pa.array(pixel_sizes[rows], pa.float64()),
+                    "source_file": pa.array(files[rows], pa.string()),
+                    "split": pa.array(splits[rows], pa.string()),
+                    "origin_row": pa.array([o[0] for o in origins[rows]], pa.int32()),
+                    "origin_col": pa.array([o[1] for o in origins[rows]], pa.int32()),
+                }
+            )
+            record = write_shard(table, staging)
+            manifest.shards[record.first_sample_id] = record
+            shard_seconds += record.seconds
+        seconds = time.perf_counter() - began
+        manifest.timings = {"generate_seconds": seconds, "shard_seconds": shard_seconds}
+        write_manifest(staging, manifest)
+        if final.exists():
+            trash = out_dir / f".{final.name}.old-{uuid.uuid4().hex}"
+            final.rename(trash)
+            staging.rename(final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            staging.rename(final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return ImportResult(
+        directory=final,
+        hash=digest,
+        images=len(sources),
+        rows=len(frames),
+        coordinates=sum(len(c) for c in coordinates),
+        shape=(int(shapes[0][0]), int(shapes[0][1])),
+        pixel_size=pixel_sizes[0],
+        seconds=time.perf_counter() - began,
+        shards=[manifest.shards[k] for k in sorted(manifest.shards)],
+    )
