@@ -362,6 +362,42 @@ def ui_command(
         raise typer.Exit(code)
 
 
+@app.command("compare-sets")
+def compare_sets_command(
+    first: DatasetDirArg,
+    second: DatasetDirArg,
+    column: Annotated[str, typer.Option("--column", help="Tensor column to compare.")] = "image",
+    limit: Annotated[
+        int, typer.Option("--limit", min=2, help="At most N images per set (a seeded sample).")
+    ] = 2000,
+) -> None:
+    """Distances between two datasets' images: FID (spectral-v1), histogram KL, spectra."""
+    import numpy as np
+
+    from hpcbench.datasets.read import read_dataset
+    from hpcbench.datasets.schema import images_to_numpy
+    from hpcbench.metrics import fid, histogram_kl, power_spectrum_distance
+
+    stacks = []
+    for directory in (first, second):
+        table = read_dataset(directory, columns=[column])
+        images = np.asarray(images_to_numpy(table, column), dtype=np.float64)
+        if len(images) > limit:
+            pick = np.random.default_rng(0).choice(len(images), limit, replace=False)
+            images = images[np.sort(pick)]
+        if len(images) < 2:
+            raise UserError(f"{directory}: needs at least 2 images, has {len(images)}")
+        stacks.append(images)
+    a, b = stacks
+    result = fid(a, b)
+    typer.echo(f"A = {first} ({len(a)} images), B = {second} ({len(b)} images)")
+    typer.echo(f"  Frechet distance ({result.extractor} features)   {result.value:.6g}")
+    typer.echo(f"  KL(A || B) of intensity histograms           {histogram_kl(a, b):.6g} nats")
+    typer.echo(
+        f"  power-spectrum distance (RMS log10)           {power_spectrum_distance(a, b):.6g}"
+    )
+
+
 @app.command("verify")
 def verify_command(dataset_dir: DatasetDirArg) -> None:
     """Check every shard against the manifest; exit 1 with a line per problem."""

@@ -302,3 +302,31 @@ def test_run_takes_a_study_from_nothing_to_a_report(
     assert main(["run", str(path), "--root", str(root)]) == 0
     again = capsys.readouterr().out
     assert "0 generated" in again and "already complete" in again
+
+
+def test_compare_sets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clean = _dataset(tmp_path / "a")
+    assert main(["compare-sets", str(clean), str(clean)]) == 0
+    same = capsys.readouterr().out.splitlines()
+    assert abs(float(same[1].split()[-1])) < 1e-6  # a set against itself
+    assert abs(float(same[2].split()[-2])) < 1e-9 and float(same[3].split()[-1]) == 0.0
+    # A noisier copy is farther by every measure.
+    from hpcbench.datasets.read import read_dataset
+    from hpcbench.datasets.schema import images_to_numpy
+
+    images = images_to_numpy(read_dataset(clean), "image")
+    noisy = images + np.random.default_rng(1).normal(0, 0.5, images.shape).astype(np.float32)
+    directory = tmp_path / "noisy"
+    write_shard(
+        pa.table(
+            {
+                "sample_id": pa.array(np.arange(len(images))),
+                "image": tensor_column(noisy),
+            }
+        ),
+        directory,
+    )
+    assert main(["compare-sets", str(clean), str(directory)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert float(lines[1].split()[-1]) > 0.1
+    assert float(lines[2].split()[-2]) > 0.01 and float(lines[3].split()[-1]) > 0.01

@@ -3,15 +3,45 @@
 from __future__ import annotations
 
 from hpcbench.metrics.detection import DetectionCounts, detection_counts, find_atoms, match_points
+from hpcbench.metrics.distributions import (
+    histogram_kl,
+    intensity_histogram,
+    kl_divergence,
+    power_spectrum_distance,
+    radial_power_spectrum,
+    saturate_normalize,
+)
+from hpcbench.metrics.fid import (
+    FeatureExtractor,
+    FIDResult,
+    InceptionFeatures,
+    SpectralFeatures,
+    feature_statistics,
+    fid,
+    frechet_distance,
+)
 from hpcbench.metrics.lattice import lattice_spacing
 from hpcbench.metrics.segmentation import confusion_matrix, segmentation_scores
 
 __all__ = [
     "DetectionCounts",
+    "FIDResult",
+    "FeatureExtractor",
+    "InceptionFeatures",
+    "SpectralFeatures",
     "confusion_matrix",
     "detection_counts",
+    "feature_statistics",
+    "fid",
     "find_atoms",
+    "frechet_distance",
+    "histogram_kl",
+    "intensity_histogram",
+    "kl_divergence",
     "lattice_spacing",
     "match_points",
+    "power_spectrum_distance",
+    "radial_power_spectrum",
+    "saturate_normalize",
     "segmentation_scores",
 ]

@@ -19,6 +19,17 @@ from __future__ import annotations
 
 from torch import nn
 
+from hpcbench.models.cyclegan import (
+    LOSS_NAMES,
+    CycleGAN,
+    CycleGANLosses,
+    ImagePool,
+    PatchDiscriminator,
+    UNetGenerator,
+    linear_decay_schedule,
+    log_power_spectrum,
+    make_optimizers,
+)
 from hpcbench.models.fcn import FCN
 from hpcbench.models.unet import (
     AttentionGate,
@@ -34,16 +45,25 @@ from hpcbench.study import FCNConfig, ModelSpec, ResNetUNetConfig, UNetConfig
 
 __all__ = [
     "FCN",
+    "LOSS_NAMES",
     "AttentionGate",
     "AttentionUNet",
     "BasicBlock",
     "Bottleneck",
+    "CycleGAN",
+    "CycleGANLosses",
     "DoubleConv",
+    "ImagePool",
+    "PatchDiscriminator",
     "ResNetEncoder",
     "ResNetUNet",
     "UNet",
+    "UNetGenerator",
     "build_model",
     "count_parameters",
+    "linear_decay_schedule",
+    "log_power_spectrum",
+    "make_optimizers",
     "output_stride",
 ]
 
