@@ -6,16 +6,18 @@ in pytorch-fid's ``calculate_frechet_distance``.
 
 Feature extractors
 ------------------
-The published FID uses Inception-v3 pool features; its weights need a download, which
-hpcbench never does at run time, and the network is not yet available here
-(:class:`InceptionFeatures`). The default is :class:`SpectralFeatures`, hand-crafted
-features that need no weights. **FID values computed with SpectralFeatures are not
-comparable to published FIDs** (nor between extractors); they only rank image sets
-by their distance to a reference set under the same extractor.
+The published FID uses Inception-v3 pool features (:class:`InceptionFeatures`,
+pytorch-fid's network); its weights need a download, which hpcbench never does at run
+time, so it needs a local copy of the weights file. The default is
+:class:`SpectralFeatures`, hand-crafted features that need no weights. **FID values
+computed with SpectralFeatures are not comparable to published FIDs** (nor between
+extractors); they only rank image sets by their distance to a reference set under the
+same extractor.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,28 +211,52 @@ class SpectralFeatures:
 
 
 class InceptionFeatures:
-    """Inception-v3 pool3 features of pytorch-fid -- **not yet available**.
+    """Inception-v3 pool3 features of pytorch-fid (the standard FID network), 2048-d.
 
-    The constructor only checks that the weights file exists; the network itself is
-    not implemented yet, so construction always fails. Use :class:`SpectralFeatures`.
+    The network (:mod:`hpcbench.metrics._inception`) reproduces pytorch-fid's
+    ``InceptionV3([3])`` with the FID-specific Inception blocks, loaded from a local
+    copy of pytorch-fid's weights file (hpcbench never downloads at run time); the
+    ``fc`` classifier weights in the file are dropped. PyTorch is imported only when
+    an instance is created.
+
+    Input pipeline: each float image is min-max normalised to [0, 1] **on its own**
+    (a constant image becomes all zeros) -- our images have arbitrary intensity units,
+    whereas pytorch-fid expects RGB images already in [0, 1] -- then replicated to 3
+    channels, resized to 299x299 (bilinear, ``align_corners=False``) and scaled to
+    [-1, 1], as pytorch-fid. FIDs are therefore comparable to pytorch-fid's on the
+    same [0, 1] grayscale images, but per-image normalisation discards absolute
+    intensity differences between the sets. The network runs in eval mode under
+    ``torch.inference_mode()`` and uses no random numbers.
 
     Parameters
     ----------
     weights : str or pathlib.Path
         Path of ``pt_inception-2015-12-05-6726825d.pth`` (pytorch-fid).
+    device : str
+        Torch device to run on (``"cpu"``, ``"cuda"``, ...).
+    batch_size : int
+        Images per forward pass.
+
+    Attributes
+    ----------
+    name : str
+        ``"inception-v3-<file stem without the hash suffix>"``, e.g.
+        ``"inception-v3-pt_inception-2015-12-05"``.
+    dimension : int
+        2048.
 
     Raises
     ------
     FileNotFoundError
-        If ``weights`` does not exist (hpcbench never downloads at run time).
-    NotImplementedError
-        Otherwise.
+        If ``weights`` does not exist.
+    ValueError
+        If the file lacks keys of the network, has unexpected keys, or tensors of the
+        wrong shape (all listed in one message naming the file).
     """
 
-    name = "inception-v3-pytorch-fid"
     dimension = 2048
 
-    def __init__(self, weights: str | Path) -> None:
+    def __init__(self, weights: str | Path, *, device: str = "cpu", batch_size: int = 32) -> None:
         path = Path(weights)
         if not path.exists():
             raise FileNotFoundError(
@@ -238,14 +264,64 @@ class InceptionFeatures:
                 "(pytorch-fid) on a machine with internet and pass its path; hpcbench never "
                 "downloads at run time"
             )
-        raise NotImplementedError(
-            "InceptionFeatures is not implemented yet; use SpectralFeatures "
-            "(FID values are then not comparable to published FIDs)"
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        import torch
+
+        from hpcbench.metrics._inception import FIDInceptionV3
+
+        stem = path.name.split(".")[0]
+        stem = re.sub(r"-[0-9a-f]{8}$", "", stem)
+        self.name = f"inception-v3-{stem}"
+        self.batch_size = batch_size
+        self._device = torch.device(device)
+        try:
+            loaded = torch.load(path, map_location=self._device, weights_only=True)
+        except Exception as error:
+            raise ValueError(f"{path}: cannot be read as a PyTorch state dict: {error}") from error
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a state dict, got {type(loaded).__name__}")
+        state = {k: v for k, v in loaded.items() if not str(k).startswith("fc.")}
+        network = FIDInceptionV3()
+        expected = network.state_dict()
+        optional = {k for k in expected if k.endswith(".num_batches_tracked")}
+        missing = sorted(set(expected) - set(state) - optional)
+        unexpected = sorted(set(state) - set(expected))
+        mismatched = sorted(
+            f"{k} {tuple(getattr(state[k], 'shape', ()))} != {tuple(expected[k].shape)}"
+            for k in set(state) & set(expected)
+            if not isinstance(state[k], torch.Tensor) or state[k].shape != expected[k].shape
         )
+        problems = []
+        if missing:
+            problems.append(f"missing keys {missing}")
+        if unexpected:
+            problems.append(f"unexpected keys {unexpected}")
+        if mismatched:
+            problems.append(f"shape mismatches {mismatched}")
+        if problems:
+            raise ValueError(f"{path}: not pytorch-fid Inception weights: " + "; ".join(problems))
+        network.load_state_dict(state, strict=False)
+        self._network = network.to(self._device).eval()
 
     def __call__(self, images: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Not implemented (the constructor always raises)."""
-        raise NotImplementedError("InceptionFeatures is not implemented yet")
+        """Pool3 features of shape (N, 2048) of images of shape (N, H, W) [1]."""
+        import torch
+
+        stack = _image_stack(images)
+        low = stack.min(axis=(1, 2), keepdims=True)
+        span = stack.max(axis=(1, 2), keepdims=True) - low
+        norm = (stack - low) / np.where(span > 0, span, 1.0)
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, norm.shape[0], self.batch_size):
+                batch = torch.as_tensor(
+                    norm[start : start + self.batch_size], dtype=torch.float32
+                ).to(self._device)
+                batch = batch.unsqueeze(1).expand(-1, 3, -1, -1)
+                parts.append(self._network(batch).double().cpu().numpy())
+        out: NDArray[np.float64] = np.concatenate(parts, axis=0)
+        return out
 
 
 @dataclass(frozen=True)

@@ -126,13 +126,13 @@ def test_fid_result_fields_and_batching() -> None:
     assert result.value == pytest.approx(fid(a, b, batch_size=64).value, rel=1e-12)
 
 
-def test_inception_features_are_not_available(tmp_path: Path) -> None:
+def test_inception_features_need_a_readable_weights_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pth"
     with pytest.raises(FileNotFoundError, match="never downloads"):
         InceptionFeatures(missing)
     present = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
     present.write_bytes(b"")
-    with pytest.raises(NotImplementedError, match="SpectralFeatures"):
+    with pytest.raises(ValueError, match=r"pt_inception-2015-12-05-6726825d\.pth"):
         InceptionFeatures(present)
 
 
