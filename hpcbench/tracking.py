@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ __all__ = [
     "ensure_experiment",
     "finished_keys",
     "flatten",
+    "iter_runs",
     "latest_grid",
     "record_grid",
     "runs_by_key",
@@ -88,24 +89,28 @@ def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str
     return str(client.create_experiment(name, artifact_location=_artifact_location(tracking_uri)))
 
 
+def iter_runs(client: MlflowClient, experiment_id: str) -> Iterator[Any]:
+    """Every run of an experiment, page by page (MLflow returns at most 1000 at once)."""
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
 def runs_by_key(
     client: MlflowClient, experiment_id: str, keys: Iterable[str] | None = None
 ) -> dict[str, list[Any]]:
     """Runs of an experiment grouped by trial key (all keys, or only ``keys``)."""
     wanted = None if keys is None else set(keys)
     grouped: dict[str, list[Any]] = {}
-    token = None
-    while True:
-        page = client.search_runs(
-            [experiment_id], filter_string="", max_results=1000, page_token=token
-        )
-        for run in page:
-            key = run.data.tags.get(TAG_KEY)
-            if key is not None and (wanted is None or key in wanted):
-                grouped.setdefault(key, []).append(run)
-        token = page.token
-        if not token:
-            return grouped
+    for run in iter_runs(client, experiment_id):
+        key = run.data.tags.get(TAG_KEY)
+        if key is not None and (wanted is None or key in wanted):
+            grouped.setdefault(key, []).append(run)
+    return grouped
 
 
 def finished_keys(client: MlflowClient, experiment_id: str) -> set[str]:

@@ -28,3 +28,20 @@ def _rng_hygiene() -> Iterator[None]:
     yield
     random.setstate(py_state)
     np.random.set_state(np_state)
+
+
+@pytest.fixture(scope="module")
+def two_node_cluster() -> Iterator[str]:
+    """A Ray head and a worker node, one CPU each, for one test module; its address."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "object_store_memory": 100 * 2**20},
+    )
+    cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)
+    cluster.wait_for_nodes()
+    yield cluster.address
+    ray.shutdown()
+    cluster.shutdown()

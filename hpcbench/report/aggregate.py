@@ -28,9 +28,10 @@ from hpcbench.tracking import (
     TAG_STUDY,
     TAG_VERSION,
     client_for,
+    iter_runs,
 )
 
-__all__ = ["AXES", "HELDOUT", "ReportError", "RunTable", "load_runs"]
+__all__ = ["AXES", "HELDOUT", "ReportError", "RunTable", "find_experiment", "load_runs"]
 
 # Ablation axes in the order the study schema declares them (hpcbench.study.Axes).
 AXES = ("model", "dataset", "train_size", "dose", "classes", "learning_rate")
@@ -98,6 +99,17 @@ def _axis_value(axis: str, text: str) -> Any:
     return str(value)
 
 
+def find_experiment(client: Any, tracking_uri: str, study: str) -> str:
+    """The id of experiment ``study``; :class:`ReportError` if there is none."""
+    experiment = client.get_experiment_by_name(study)
+    if experiment is None:
+        raise ReportError(
+            f"no MLflow experiment {study!r} in {tracking_uri}: run `hpcbench train` on the "
+            "study first, or pass --tracking-uri"
+        )
+    return str(experiment.experiment_id)
+
+
 def load_runs(tracking_uri: str, study: str, *, keys: set[str] | None = None) -> RunTable:
     """Read every complete run of experiment ``study`` (only trial ``keys`` if given).
 
@@ -107,59 +119,48 @@ def load_runs(tracking_uri: str, study: str, *, keys: set[str] | None = None) ->
         The experiment does not exist or holds no complete run.
     """
     client = client_for(tracking_uri)
-    experiment = client.get_experiment_by_name(study)
-    if experiment is None:
-        raise ReportError(
-            f"no MLflow experiment {study!r} in {tracking_uri}: run `hpcbench train` on the "
-            "study first, or pass --tracking-uri"
-        )
+    experiment_id = find_experiment(client, tracking_uri, study)
     rows: list[dict[str, Any]] = []
     configs: dict[str, dict[str, Any]] = {}
     axes: set[str] = set()
     incomplete = 0
     versions: set[str] = set()
-    token = None
-    while True:
-        page = client.search_runs([experiment.experiment_id], max_results=1000, page_token=token)
-        for run in page:
-            tags = run.data.tags
-            if tags.get(TAG_STUDY) != study or TAG_KEY not in tags:
-                continue
-            if keys is not None and tags[TAG_KEY] not in keys:
-                continue
-            if tags.get(TAG_COMPLETE) != "true":
-                incomplete += 1
-                continue
-            key = tags[TAG_KEY]
-            row: dict[str, Any] = {
-                "run_id": run.info.run_id,
-                "trial_key": key,
-                "condition": tags.get(TAG_CONDITION, ""),
-                "repeat": int(tags.get(TAG_REPEAT, 0)),
-            }
-            for name, text in tags.items():
-                if name.startswith(TAG_AXIS):
-                    axis = name.removeprefix(TAG_AXIS)
-                    axes.add(axis)
-                    row[axis] = _axis_value(axis, text)
-            params = {name: _param_value(text) for name, text in run.data.params.items()}
-            configs[key] = params
-            dataset = str(params.get("dataset", ""))
-            metrics = run.data.metrics
-            for name in HELDOUT:
-                row[f"heldout/{name}"] = metrics.get(f"test/{dataset}/{name}", math.nan)
-            own = f"test/{dataset}/f1/"
-            for name, value in metrics.items():
-                if name.startswith("test/") and name.count("/") >= 2:
-                    row[name] = value
-                if name.startswith(own):
-                    row[f"heldout/f1/{name.removeprefix(own)}"] = value
-            if TAG_VERSION in tags:
-                versions.add(tags[TAG_VERSION])
-            rows.append(row)
-        token = page.token
-        if not token:
-            break
+    for run in iter_runs(client, experiment_id):
+        tags = run.data.tags
+        if tags.get(TAG_STUDY) != study or TAG_KEY not in tags:
+            continue
+        if keys is not None and tags[TAG_KEY] not in keys:
+            continue
+        if tags.get(TAG_COMPLETE) != "true":
+            incomplete += 1
+            continue
+        key = tags[TAG_KEY]
+        row: dict[str, Any] = {
+            "run_id": run.info.run_id,
+            "trial_key": key,
+            "condition": tags.get(TAG_CONDITION, ""),
+            "repeat": int(tags.get(TAG_REPEAT, 0)),
+        }
+        for name, text in tags.items():
+            if name.startswith(TAG_AXIS):
+                axis = name.removeprefix(TAG_AXIS)
+                axes.add(axis)
+                row[axis] = _axis_value(axis, text)
+        params = {name: _param_value(text) for name, text in run.data.params.items()}
+        configs[key] = params
+        dataset = str(params.get("dataset", ""))
+        metrics = run.data.metrics
+        for name in HELDOUT:
+            row[f"heldout/{name}"] = metrics.get(f"test/{dataset}/{name}", math.nan)
+        own = f"test/{dataset}/f1/"
+        for name, value in metrics.items():
+            if name.startswith("test/") and name.count("/") >= 2:
+                row[name] = value
+            if name.startswith(own):
+                row[f"heldout/f1/{name.removeprefix(own)}"] = value
+        if TAG_VERSION in tags:
+            versions.add(tags[TAG_VERSION])
+        rows.append(row)
     if not rows:
         raise ReportError(
             f"experiment {study!r} in {tracking_uri} has no complete runs"

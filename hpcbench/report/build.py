@@ -26,7 +26,6 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hpcbench.report.aggregate import ReportError, RunTable, load_runs
+from hpcbench.report.aggregate import ReportError, RunTable, find_experiment, load_runs
 from hpcbench.report.statistics import (
     FitOutcome,
     TestOutcome,
@@ -81,7 +80,6 @@ class Report:
     axes: list[AxisAnalysis]
     model_by_classes: pd.DataFrame | None
     examples: list[tuple[str, str]]
-    figures: dict[str, str]
     caveats: list[str]
     missing_trials: int
 
@@ -115,9 +113,8 @@ def _metrics(runs: pd.DataFrame) -> list[str]:
     sets = sorted(
         {c.split("/")[1] for c in runs.columns if c.startswith("test/") and c.count("/") == 2}
     )
-    own = {str(v) for v in runs.get("dataset", pd.Series(dtype=str)).unique()}
-    for name in sets:
-        if len(own) > 1 or (name not in own and not _is_heldout_set(runs, name)):
+    for name in sets:  # a set that is every run's own held-out split is already there
+        if not _is_heldout_set(runs, name):
             wanted += [f"test/{name}/f1", f"test/{name}/detection_f1"]
     return [m for m in wanted if m in runs.columns and runs[m].notna().any()]
 
@@ -321,13 +318,7 @@ def build_report(
     from hpcbench.tracking import client_for, latest_grid
 
     client = client_for(tracking_uri)
-    experiment = client.get_experiment_by_name(study)
-    if experiment is None:
-        raise ReportError(
-            f"no MLflow experiment {study!r} in {tracking_uri}: run `hpcbench train` on the "
-            "study first, or pass --tracking-uri"
-        )
-    recorded = latest_grid(client, experiment.experiment_id, grid)
+    recorded = latest_grid(client, find_experiment(client, tracking_uri, study), grid)
     if grid is not None and recorded is None:
         raise ReportError(f"study {study!r} has no recorded grid {grid}")
     keys = None if recorded is None else {t["key"] for t in recorded["trials"]}
@@ -358,7 +349,6 @@ def build_report(
         _write_csv(runs, work / "results.csv")
         runs.to_parquet(work / "results.parquet", index=False)
         axes = []
-        figures: dict[str, str] = {}
         primary = metrics[0] if metrics else "heldout/f1"
         for axis in table.axes:
             levels = _levels(spec, axis, runs)
@@ -453,7 +443,6 @@ def build_report(
             axes=axes,
             model_by_classes=model_by_classes,
             examples=examples,
-            figures=figures,
             caveats=caveats,
             missing_trials=missing_trials,
         )
@@ -475,15 +464,3 @@ def _swap(work: Path, out: Path) -> None:
     work.rename(out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def format_level(axis: str, value: Any) -> str:
-    """A level as text for tables (dose ``1e+04``; NaN dose = the stored noise)."""
-    if axis == "dose":
-        return "stored" if isinstance(value, float) and math.isnan(value) else f"{value:.0e}"
-    return str(value)
-
-
-def level_order(values: Sequence[Any]) -> list[Any]:
-    """Levels in ascending order, NaN last."""
-    return sorted(values, key=lambda v: (isinstance(v, float) and math.isnan(v), v))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,22 +15,13 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture(scope="module")
-def cluster_address() -> Iterator[str]:
-    import ray
+def cluster_address(two_node_cluster: str) -> str:
+    """The two-node cluster, able to run builders from this test package."""
     import ray.cloudpickle
     import shard_helpers
-    from ray.cluster_utils import Cluster
 
     ray.cloudpickle.register_pickle_by_value(shard_helpers)
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "object_store_memory": 100 * 2**20},
-    )
-    cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)
-    cluster.wait_for_nodes()
-    yield cluster.address
-    ray.shutdown()
-    cluster.shutdown()
+    return two_node_cluster
 
 
 def test_two_nodes_write_the_same_bytes_as_a_plain_loop(

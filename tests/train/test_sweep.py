@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +30,6 @@ SWEEP = {
 }
 
 
-@pytest.fixture(scope="module")
-def cluster_address() -> Iterator[str]:
-    """A head and a worker node, one CPU each."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "object_store_memory": 100 * 2**20},
-    )
-    cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)
-    cluster.wait_for_nodes()
-    yield cluster.address
-    ray.shutdown()
-    cluster.shutdown()
-
-
 def _runs(root: Path, study: str) -> list[Any]:
     from mlflow import MlflowClient
 
@@ -60,14 +42,14 @@ def _runs(root: Path, study: str) -> list[Any]:
 
 
 def test_sweep_on_two_nodes_logs_one_complete_run_per_trial(
-    cluster_address: str, tmp_path: Path
+    two_node_cluster: str, tmp_path: Path
 ) -> None:
     from mlflow import MlflowClient
 
     study = wse2_study(SWEEP, name="sweep")
     write_dataset(study, "wse2", tmp_path)
     lines: list[str] = []
-    result = train(study, root=tmp_path, address=cluster_address, verbose=0, log=lines.append)
+    result = train(study, root=tmp_path, address=two_node_cluster, verbose=0, log=lines.append)
     trials = expand_trials(study)
     assert not result.errored and len(result.trials) == 2
     runs = _runs(tmp_path, "sweep")
@@ -91,15 +73,15 @@ def test_sweep_on_two_nodes_logs_one_complete_run_per_trial(
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert artifacts == {"best.pt", "predictions.png", "trial.json"}
     # Runs were written by the driver only; a re-run trains nothing and adds no run.
-    again = train(study, root=tmp_path, address=cluster_address, verbose=0, log=lines.append)
+    again = train(study, root=tmp_path, address=two_node_cluster, verbose=0, log=lines.append)
     assert not again.errored
     assert len(_runs(tmp_path, "sweep")) == 2
     # --resume with nothing interrupted of a *new* grid is a one-line error.
     bigger = wse2_study({**SWEEP, "repeats": 2}, name="sweep")
     with pytest.raises(TrainError, match="nothing to resume"):
-        train(bigger, root=tmp_path, address=cluster_address, resume=True, log=lines.append)
+        train(bigger, root=tmp_path, address=two_node_cluster, resume=True, log=lines.append)
     # The same study with one more repeat runs only the two new trials.
-    more = train(bigger, root=tmp_path, address=cluster_address, verbose=0, log=lines.append)
+    more = train(bigger, root=tmp_path, address=two_node_cluster, verbose=0, log=lines.append)
     assert sorted(more.skipped) == sorted(t.key for t in trials)
     assert len(_runs(tmp_path, "sweep")) == 4
 
