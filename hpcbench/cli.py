@@ -73,6 +73,20 @@ def validate(study: StudyArg, smoke: SmokeOpt = False) -> None:
             f"{dataset.image.shape[0]}x{dataset.image.shape[1]} px, "
             f"{dataset.structure.kind} / {dataset.simulation.method}"
         )
+    if spec.cyclegan is not None:
+        cg = spec.cyclegan
+        models = cg.axes.model or [cg.default_model()]
+        typer.echo(
+            f"  cyclegan {cg.source} → {cg.target}: {len(models)} model(s) "
+            f"({', '.join(models)}) × {cg.repeats} repeat(s), {cg.epochs} epochs, "
+            f"{cg.patch_size} px patches"
+        )
+    for name, translation in spec.translate.items():
+        typer.echo(
+            f"  translated {name}-{dataset_hash(spec, name)}: {translation.source} through "
+            f"CycleGAN {translation.cyclegan or spec.cyclegan.default_model()}"  # type: ignore[union-attr]
+            f" (repeat {translation.repeat})"
+        )
 
 
 AddressOpt = Annotated[
@@ -127,6 +141,20 @@ def generate_command(
         typer.echo(result.summary())
 
 
+InceptionOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--inception-weights",
+        envvar="HPCBENCH_INCEPTION_WEIGHTS",
+        help="pytorch-fid Inception weights file (pt_inception-2015-12-05-6726825d.pth) "
+        "for CycleGAN FIDs with fid.features: inception; never downloaded.",
+        show_default=False,
+        exists=True,
+        dir_okay=False,
+    ),
+]
+
+
 @app.command("train")
 def train_command(
     study: StudyArg,
@@ -157,13 +185,18 @@ def train_command(
     status: Annotated[
         bool, typer.Option("--status", help="Also print Tune's trial status tables.")
     ] = False,
+    inception_weights: InceptionOpt = None,
 ) -> None:
-    """Train the study's models over its ablation grid as Ray Tune trials, tracked in MLflow."""
+    """Train the study's models over its ablation grid as Ray Tune trials, tracked in MLflow.
+
+    A study with a cyclegan section trains its CycleGANs first and writes its
+    translated datasets, then trains the segmentation models.
+    """
     from hpcbench.study import load_study
 
     spec = load_study(study, smoke=smoke)
-    if spec.train is None:
-        raise UserError(f"{study}: (top level): the study has no train section")
+    if spec.train is None and spec.cyclegan is None:
+        raise UserError(f"{study}: (top level): the study has no train or cyclegan section")
     from hpcbench.train.grid import GridError
     from hpcbench.train.sweep import TrainError, summarize, train
 
@@ -178,6 +211,7 @@ def train_command(
             gpus_per_trial=gpus_per_trial,
             tracking_uri=tracking_uri,
             verbose=1 if status else 0,
+            inception_weights=str(inception_weights) if inception_weights else None,
             log=typer.echo,
         )
     except (GridError, TrainError) as exc:
@@ -278,11 +312,12 @@ def run_command(
     if spec.train is None:
         raise UserError(f"{study}: (top level): the study has no train section")
     from hpcbench.datasets.generate import generate
-    from hpcbench.train.grid import GridError, expand_trials
+    from hpcbench.train.grid import GridError, expand_cyclegan_trials, expand_trials
     from hpcbench.train.sweep import TrainError, summarize, train
 
     try:
-        expand_trials(spec)  # a bad grid fails before anything is generated
+        expand_cyclegan_trials(spec)  # a bad grid fails before anything is generated
+        expand_trials(spec)
     except GridError as exc:
         raise UserError(f"{study}: train: {exc}") from None
     uri = _tracking_uri(root, tracking_uri)

@@ -39,11 +39,16 @@ __all__ = [
     "AugmentSpec",
     "Axes",
     "Corruption",
+    "CycleGANAugment",
+    "CycleGANAxes",
+    "CycleGANConfig",
+    "CycleGANSpec",
     "DatasetSpec",
     "DefectAmount",
     "DetectionSpec",
     "Detector",
     "FCNConfig",
+    "FIDSpec",
     "FloatParam",
     "FrozenPhononSpec",
     "GrapheneStructure",
@@ -63,11 +68,14 @@ __all__ = [
     "Study",
     "StudyError",
     "TrainSpec",
+    "TranslationSpec",
     "UNetConfig",
     "dataset_classes",
     "dataset_hash",
     "load_study",
     "sample_param",
+    "translated_hash",
+    "translation_identity",
     "validate_study_data",
 ]
 
@@ -445,7 +453,10 @@ class Corruption(_Model):
     per-scan-line shifts [Å]; ``drift`` total sample drift over the frame [Å] (random
     direction, gives shear/stretch); ``background`` amplitude of a slow
     contamination-like background relative to the image mean, with correlation length
-    ``background_scale`` [Å]; ``contrast`` and ``brightness`` a final linear map.
+    ``background_scale`` [Å]; ``correlated_noise`` std of an additive, spatially
+    correlated Gaussian noise in units of the clean image's mean (like ``read_noise``):
+    white noise filtered by a Gaussian of std ``noise_correlation`` [Å] and rescaled to
+    unit std; ``contrast`` and ``brightness`` a final linear map.
     """
 
     dose: PositiveParam | None = None
@@ -455,6 +466,8 @@ class Corruption(_Model):
     drift: NonNegativeParam = 0.0
     background: NonNegativeParam = 0.0
     background_scale: PositiveFloat = 20.0
+    correlated_noise: NonNegativeParam = 0.0
+    noise_correlation: PositiveFloat = 0.5
     contrast: PositiveParam = 1.0
     brightness: FloatParam = 0.0
 
@@ -734,6 +747,142 @@ class TrainSpec(_Model):
         return self
 
 
+# ------------------------------------------------------------------------- CycleGAN
+
+
+class CycleGANConfig(_Model):
+    """A CycleGAN variant (seed 000): generator/discriminator sizes and loss weights.
+
+    Defaults are the paper's networks: pix2pix U-Net generators (``gen_width`` 64,
+    ``gen_depth`` 8, instance norm, dropout 0.5), 70x70 PatchGAN discriminators
+    (``disc_width`` 64, ``disc_layers`` 3) on the image and on its log power spectrum,
+    LSGAN losses with ``fft_weight`` 1 on the FFT discriminators' term, L1 cycle loss
+    ``lambda_cyc`` 10, L2 identity loss ``lambda_id`` 5, and a history pool of 50 fakes.
+    """
+
+    gen_width: Annotated[int, Field(ge=1, le=1024)] = 64
+    gen_depth: Annotated[int, Field(ge=1, le=8)] = 8
+    disc_width: Annotated[int, Field(ge=1, le=1024)] = 64
+    disc_layers: Annotated[int, Field(ge=1, le=6)] = 3
+    norm: Literal["instance", "batch", "none"] = "instance"
+    dropout: Annotated[float, _at_least(0.0), _at_most(0.95)] = 0.5
+    lambda_cyc: NonNegativeFloat = 10.0
+    lambda_id: NonNegativeFloat = 5.0
+    identity: Literal["l2", "l1"] = "l2"
+    fft_weight: NonNegativeFloat = 1.0
+    pool_size: Annotated[int, Field(ge=0, le=10_000)] = 50
+
+
+class CycleGANAugment(_Model):
+    """Random rotations by 90° and flips of the training patches of both domains."""
+
+    rot90: bool = True
+    flips: bool = True
+
+
+class FIDSpec(_Model):
+    """How the CycleGAN's Fréchet distances are computed.
+
+    ``features`` names the extractor: ``spectral-v1`` (offline, no weights) or
+    ``inception`` (pytorch-fid's Inception-v3, from the local weights file given by
+    ``--inception-weights`` or ``HPCBENCH_INCEPTION_WEIGHTS`` at run time). ``images``
+    caps the validation images per set of the per-epoch metrics.
+    """
+
+    features: Literal["spectral-v1", "inception"] = "spectral-v1"
+    images: Annotated[int, Field(ge=2, le=100_000)] = 64
+
+
+class CycleGANAxes(_Model):
+    """CycleGAN ablation axes (the trials are their product times ``repeats``)."""
+
+    model: Annotated[list[Slug], Field(min_length=1)] | None = None
+
+    def names(self) -> list[str]:
+        """The axes that are set, in declaration order."""
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+
+class CycleGANSpec(_Model):
+    """Unpaired translation between simulated (``source``) and experiment-like images.
+
+    Seed 000's workflow: train a CycleGAN on the simulated ``source`` dataset (domain Y)
+    and the unlabelled ``target`` images (domain X), then translate the simulated
+    training set with the generator F: Y → X (a ``translate`` entry) and train the
+    segmentation networks on the translated images with the original labels. Only the
+    training splits of both datasets are trained on (the target's test split stays
+    unseen for the segmentation networks' held-out scores).
+
+    Each domain is saturated at ±``saturation`` σ of its training pixels and mapped to
+    [-1, 1]; ``sim_noise_std`` Gaussian noise (in those units) is added to the
+    simulations. Training uses random ``patch_size`` [px] crops, ``batch_size`` 1 and
+    Adam (``learning_rate``, ``betas``) for ``epochs`` epochs, the last ``epochs_decay``
+    of them with a linear decay to zero (seed 000: 297 epochs, 149 decaying). The
+    paper's learning rate of 0.032 reads as a typo for a GAN under Adam: the default is
+    CycleGAN's 2e-4. ``select: fid`` keeps the generators of the epoch with the lowest
+    validation FID instead of the last ones. ``train_size``/``target_size`` cap the
+    training images of each domain (default: the whole training split).
+    """
+
+    source: Slug
+    target: Slug
+    models: Annotated[dict[Slug, CycleGANConfig], Field(min_length=1)]
+    model: Slug | None = None
+    train_size: Annotated[int, Field(ge=1)] | None = None
+    target_size: Annotated[int, Field(ge=1)] | None = None
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 297
+    epochs_decay: Annotated[int, Field(ge=1, le=10_000)] = 149
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 1
+    learning_rate: PositiveFloat = 2e-4
+    betas: tuple[
+        Annotated[float, _at_least(0.0), _at_most(0.9999)],
+        Annotated[float, _at_least(0.0), _at_most(0.9999)],
+    ] = (0.5, 0.999)
+    patch_size: Annotated[int, Field(ge=8, le=4096)] = 256
+    sim_noise_std: NonNegativeFloat = 0.1
+    saturation: PositiveFloat = 3.5
+    augment: CycleGANAugment = CycleGANAugment()
+    fid: FIDSpec = FIDSpec()
+    select: Literal["last", "fid"] = "last"
+    axes: CycleGANAxes = CycleGANAxes()
+    repeats: Annotated[int, Field(ge=1, le=1000)] = 1
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        names = [self.model] if self.model is not None else []
+        names += self.axes.model or []
+        unknown = sorted({name for name in names if name not in self.models})
+        if unknown:
+            raise ValueError(
+                f"model {', '.join(unknown)} is not declared in models ({', '.join(self.models)})"
+            )
+        if self.epochs_decay > self.epochs:
+            raise ValueError(
+                f"epochs_decay ({self.epochs_decay}) must not exceed epochs ({self.epochs})"
+            )
+        if self.source == self.target:
+            raise ValueError("source and target must be different datasets")
+        return self
+
+    def default_model(self) -> str:
+        """``model``, else the first declared model."""
+        return self.model if self.model is not None else next(iter(self.models))
+
+
+class TranslationSpec(_Model):
+    """A dataset made by translating the simulated dataset ``source`` with a CycleGAN.
+
+    The generator F of the CycleGAN trial of model ``cyclegan`` (default: the
+    cyclegan section's default model) and repeat ``repeat`` turns every image of
+    ``source`` into an experiment-like one; labels, coordinates and sample ids are the
+    source's, so the translated dataset trains and tests like any other.
+    """
+
+    source: Slug
+    cyclegan: Slug | None = None
+    repeat: Annotated[int, Field(ge=0)] = 0
+
+
 class Study(_Model):
     """A benchmark study.
 
@@ -748,21 +897,61 @@ class Study(_Model):
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     output: Annotated[str, AfterValidator(_relative_path)] | None = None
     datasets: Annotated[dict[Slug, DatasetSpec], Field(min_length=1)]
+    cyclegan: CycleGANSpec | None = None
+    translate: dict[Slug, TranslationSpec] = Field(default_factory=dict)
     train: TrainSpec | None = None
     smoke: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _cyclegan_refers_to_datasets(self) -> Self:
+        declared = ", ".join(self.datasets)
+        clash = [name for name in self.translate if name in self.datasets]
+        if clash:
+            raise ValueError(
+                f"translate: {', '.join(clash)} is also declared in datasets; "
+                "a translated dataset needs a name of its own"
+            )
+        if self.cyclegan is not None:
+            for field in ("source", "target"):
+                name = getattr(self.cyclegan, field)
+                if name not in self.datasets:
+                    raise ValueError(
+                        f"cyclegan.{field}: dataset {name} is not declared in datasets ({declared})"
+                    )
+        for name, spec in self.translate.items():
+            if self.cyclegan is None:
+                raise ValueError(f"translate.{name}: needs a cyclegan section to translate with")
+            if spec.source not in self.datasets:
+                raise ValueError(
+                    f"translate.{name}.source: dataset {spec.source} is not declared in "
+                    f"datasets ({declared})"
+                )
+            model = spec.cyclegan or self.cyclegan.default_model()
+            trained = self.cyclegan.axes.model or [self.cyclegan.default_model()]
+            if model not in trained:
+                raise ValueError(
+                    f"translate.{name}.cyclegan: no trial trains CycleGAN model {model} "
+                    f"(trained: {', '.join(trained)})"
+                )
+            if spec.repeat >= self.cyclegan.repeats:
+                raise ValueError(
+                    f"translate.{name}.repeat: {spec.repeat} but cyclegan.repeats is "
+                    f"{self.cyclegan.repeats}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _train_refers_to_datasets(self) -> Self:
         if self.train is None:
             return self
         train = self.train
-        declared = ", ".join(self.datasets)
+        declared = ", ".join([*self.datasets, *self.translate])
         for field, names in (
             ("train.dataset", [train.dataset] if train.dataset is not None else []),
             ("train.axes.dataset", train.axes.dataset or []),
             ("train.test_sets", train.test_sets),
         ):
-            unknown = [n for n in names if n not in self.datasets]
+            unknown = [n for n in names if n not in self.datasets and n not in self.translate]
             if unknown:
                 raise ValueError(
                     f"{field}: dataset {', '.join(unknown)} is not declared in datasets "
@@ -771,7 +960,7 @@ class Study(_Model):
         used = [train.dataset] if train.dataset is not None else []
         used += train.axes.dataset or []
         for name in used or [next(iter(self.datasets))]:
-            available = dataset_classes(self.datasets[name])
+            available = dataset_classes(self.dataset_spec(name))
             for field, lists in (
                 ("train.classes", [train.classes] if train.classes else []),
                 ("train.axes.classes", train.axes.classes or []),
@@ -784,6 +973,27 @@ class Study(_Model):
                             f"(labels: {', '.join(available)})"
                         )
         return self
+
+    def dataset_names(self) -> list[str]:
+        """Simulated datasets, then translated ones, in declaration order."""
+        return [*self.datasets, *self.translate]
+
+    def dataset_spec(self, name: str) -> DatasetSpec:
+        """The spec of dataset ``name``; a translated dataset's is its source's.
+
+        A translated dataset has its source's samples, labels and layout (only the
+        images differ), so sizes, classes and splits are read from the source spec.
+        """
+        if name in self.translate:
+            return self.datasets[self.translate[name].source]
+        try:
+            return self.datasets[name]
+        except KeyError:
+            raise KeyError(f"dataset {name} is not declared") from None
+
+    def split_name(self, name: str) -> str:
+        """The name a dataset's split is drawn from: a translated dataset's source."""
+        return self.translate[name].source if name in self.translate else name
 
     def output_dir(self, root: Path) -> Path:
         """The study's output directory under ``root``."""
@@ -803,15 +1013,51 @@ def dataset_hash(study: Study, name: str) -> str:
     """First 12 hex digits of the SHA-256 of everything that determines a dataset's bytes.
 
     That is the data format version, the root seed, the dataset's name (seeds derive
-    from it) and its resolved spec with defaults filled in.
+    from it) and its resolved spec with defaults filled in. Corruption fields added
+    after format 2 (``correlated_noise``, ``noise_correlation``) are left out while they
+    hold their defaults, so every dataset made before they existed keeps its hash.
     """
+    if name in study.translate:
+        return translated_hash(translation_identity(study, name))
+    spec = study.datasets[name].model_dump(mode="json")
+    corruption = spec.get("corruption")
+    if corruption is not None:
+        for key, default in (("correlated_noise", 0.0), ("noise_correlation", 0.5)):
+            if corruption.get(key) == default:
+                del corruption[key]
     payload = {
         "format": DATA_FORMAT_VERSION,
         "seed": study.seed,
         "name": name,
-        "spec": study.datasets[name].model_dump(mode="json"),
+        "spec": spec,
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def translation_identity(study: Study, name: str) -> dict[str, Any]:
+    """What determines translated dataset ``name``'s bytes (hashed by :func:`dataset_hash`).
+
+    The data format, the name, the translation spec, the source dataset's hash and the
+    key of the CycleGAN trial whose generator translates (that key covers the
+    CycleGAN's config, both datasets and its seed).
+    """
+    from hpcbench.train.grid import translation_trial  # the CycleGAN grid lives there
+
+    spec = study.translate[name]
+    return {
+        "format": DATA_FORMAT_VERSION,
+        "kind": "translated",
+        "name": name,
+        "translate": spec.model_dump(mode="json"),
+        "source_hash": dataset_hash(study, spec.source),
+        "cyclegan_key": translation_trial(study, name).key,
+    }
+
+
+def translated_hash(identity: Mapping[str, Any]) -> str:
+    """First 12 hex digits of the SHA-256 of a translation identity (canonical JSON)."""
+    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

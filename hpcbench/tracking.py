@@ -53,6 +53,8 @@ TAG_VERSION = "hpcbench.version"
 TAG_REPEAT = "hpcbench.repeat"
 TAG_COMPLETE = "hpcbench.complete"
 TAG_AXIS = "hpcbench.axis."
+# ``segmentation`` or ``cyclegan`` on trial runs, ``grid`` on the grid records.
+TAG_KIND = "hpcbench.kind"
 METRIC_PREFIXES = ("train/", "val/", "test/")
 ARTIFACTS = ("best.pt", "predictions.png", "trial.json")
 
@@ -205,6 +207,7 @@ class MLflowTracker(Callback):
                 TAG_DATASET: str(trial["datasets"][trial["dataset"]]["hash"]),
                 TAG_VERSION: str(trial["version"]),
                 TAG_REPEAT: str(config["repeat"]),
+                TAG_KIND: str(trial.get("task", "segmentation")),
                 **{
                     f"{TAG_AXIS}{axis}": json.dumps(value)
                     for axis, value in config["condition"].items()
@@ -284,7 +287,6 @@ class MLflowTracker(Callback):
         self.client.set_terminated(self.run_id(unwrap(trial.config)), "FAILED")
 
 
-TAG_KIND = "hpcbench.kind"
 TAG_GRID = "hpcbench.grid"
 TAG_GRID_TIME = "hpcbench.grid_time"
 GRID_FILE = "grid.json"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -176,3 +177,59 @@ def test_sample_param_ranges_and_choices() -> None:
 
     choices = [sample_param([0.0, 30.0, 45.0], rng) for _ in range(600)]
     assert set(choices) == {0.0, 30.0, 45.0}
+
+
+# A spec from before correlated noise existed and its hash then (format 2): datasets
+# made before keep their directories as long as the new fields hold their defaults.
+_PINNED_DATA = {
+    "name": "pin",
+    "seed": 7,
+    "datasets": {
+        "d": {
+            "structure": {"kind": "mx2", "formula": "WSe2", "supercell": [4, 3]},
+            "simulation": {"method": "incoherent"},
+            "image": {"shape": [32, 32], "pixel_size": 0.2},
+            "corruption": {
+                "dose": {"min": 1.0e4, "max": 1.0e6, "log": True},
+                "read_noise": 0.02,
+                "blur": 0.1,
+            },
+            "labels": {"classes": ["anion_vacancy"]},
+            "size": 8,
+            "images_per_structure": 4,
+            "shard_size": 4,
+        }
+    },
+}
+_PINNED_HASH = "07da0f17293b"
+
+
+def _with_corruption(**fields: object) -> dict[str, object]:
+    data = copy.deepcopy(_PINNED_DATA)
+    data["datasets"]["d"]["corruption"].update(fields)  # type: ignore[index]
+    return data
+
+
+def test_dataset_hash_of_a_spec_without_correlated_noise_is_unchanged() -> None:
+    assert dataset_hash(validate_study_data(_PINNED_DATA), "d") == _PINNED_HASH
+    explicit = _with_corruption(correlated_noise=0.0, noise_correlation=0.5)
+    assert dataset_hash(validate_study_data(explicit), "d") == _PINNED_HASH
+    for fields in [
+        {"correlated_noise": 0.1},
+        {"correlated_noise": {"min": 0.1, "max": 0.3}},
+        {"noise_correlation": 1.0},
+    ]:
+        changed = validate_study_data(_with_corruption(**fields))
+        assert dataset_hash(changed, "d") != _PINNED_HASH, fields
+
+
+def test_correlated_noise_range_validates() -> None:
+    text = yaml.safe_dump(_with_corruption(correlated_noise={"min": 0.1, "max": 0.3}))
+    study = validate_study_data(yaml.safe_load(text))
+    corruption = study.datasets["d"].corruption
+    assert corruption is not None
+    assert corruption.correlated_noise == Range(min=0.1, max=0.3)
+    assert corruption.noise_correlation == 0.5
+    for fields in [{"correlated_noise": -0.1}, {"noise_correlation": 0.0}]:
+        with pytest.raises(StudyError, match="must be"):
+            validate_study_data(_with_corruption(**fields))

@@ -33,7 +33,13 @@ from hpcbench.datasets.sink import (
     shard_name,
     write_atomic,
 )
-from hpcbench.study import DATA_FORMAT_VERSION, DatasetSpec, Study, dataset_hash
+from hpcbench.study import (
+    DATA_FORMAT_VERSION,
+    DatasetSpec,
+    Study,
+    dataset_hash,
+    translated_hash,
+)
 
 __all__ = [
     "IMPORTED_KIND",
@@ -293,6 +299,11 @@ class VerifyReport:
 def _spec_problems(directory: Path, manifest: Manifest) -> list[Problem]:
     if manifest.spec.get("kind") == IMPORTED_KIND:
         expected = imported_hash(manifest.spec)
+    elif manifest.spec.get("kind") == "translated":  # hpcbench.train.translate
+        identity = manifest.spec.get("identity")
+        if not isinstance(identity, dict):
+            return [Problem("manifest", MANIFEST_NAME, "translated spec has no identity")]
+        expected = translated_hash(identity)
     else:
         try:
             spec = DatasetSpec.model_validate(manifest.spec)

@@ -45,7 +45,7 @@ from hpcbench.simulate.labels import (
 )
 from hpcbench.simulate.periodic import PeriodicImage
 from hpcbench.structures import build_structure
-from hpcbench.study import DatasetSpec, IncoherentSimulation, Study
+from hpcbench.study import Corruption, DatasetSpec, IncoherentSimulation, Study
 
 __all__ = ["atoms_type", "build_shard", "shard_count", "shard_range", "simulate_structure"]
 
@@ -232,7 +232,7 @@ def _build_shard(study: Study, name: str, shard_index: int) -> pa.Table:
                     pixel_size=spec.image.pixel_size,
                     seed=corruption_seed,
                 )
-                row.update(_corruption_columns(params))
+                row.update(_corruption_columns(params, spec.corruption))
                 row["corruption_seed"] = corruption_seed
                 columns.clean.append(clean.astype(np.float32, copy=False))
             mask = render_mask(sites, mapping, spec.image.shape, radius_px)
@@ -256,8 +256,19 @@ def _defect_names(spec: DatasetSpec) -> list[str]:
     return [*get_args(family), "beam_damage"] if spec.structure.messy else list(get_args(family))
 
 
-def _corruption_columns(params: CorruptionParams) -> dict[str, Any]:
-    return {f"corruption_{key}": value for key, value in params.as_columns().items()}
+# Corruption parameters newer than data format 2, with their spec defaults: their
+# columns are written only for a spec that sets one of them, so a dataset whose hash is
+# unchanged (see ``dataset_hash``) also keeps its bytes. Readers take a missing column
+# as the default (``hpcbench.train.data._corruption_params``).
+_OPTIONAL_COLUMNS = {"correlated_noise": 0.0, "noise_correlation": 0.5}
+
+
+def _corruption_columns(params: CorruptionParams, spec: Corruption) -> dict[str, Any]:
+    """``corruption_<name>`` columns of one image's drawn parameters."""
+    columns = params.as_columns()
+    if all(getattr(spec, key) == default for key, default in _OPTIONAL_COLUMNS.items()):
+        columns = {k: v for k, v in columns.items() if k not in _OPTIONAL_COLUMNS}
+    return {f"corruption_{key}": value for key, value in columns.items()}
 
 
 def _list_column(

@@ -8,6 +8,9 @@ used; the others are counted so the report can say so.
 
 Rows are sorted by the axis values (in axis order) and repeat, then trial key, and
 columns are in a fixed order, so the same runs give the same table byte for byte.
+
+CycleGAN runs (tag ``hpcbench.kind=cyclegan``, seed 000) share the experiment; they are
+read apart by :func:`load_cyclegan_runs` and :func:`cyclegan_history`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from hpcbench.tracking import (
     TAG_COMPLETE,
     TAG_CONDITION,
     TAG_KEY,
+    TAG_KIND,
     TAG_REPEAT,
     TAG_STUDY,
     TAG_VERSION,
@@ -31,7 +35,18 @@ from hpcbench.tracking import (
     iter_runs,
 )
 
-__all__ = ["AXES", "HELDOUT", "ReportError", "RunTable", "find_experiment", "load_runs"]
+__all__ = [
+    "AXES",
+    "CYCLEGAN_COLUMNS",
+    "CYCLEGAN_METRICS",
+    "HELDOUT",
+    "ReportError",
+    "RunTable",
+    "cyclegan_history",
+    "find_experiment",
+    "load_cyclegan_runs",
+    "load_runs",
+]
 
 # Ablation axes in the order the study schema declares them (hpcbench.study.Axes).
 AXES = ("model", "dataset", "train_size", "dose", "classes", "learning_rate")
@@ -129,6 +144,8 @@ def load_runs(tracking_uri: str, study: str, *, keys: set[str] | None = None) ->
         tags = run.data.tags
         if tags.get(TAG_STUDY) != study or TAG_KEY not in tags:
             continue
+        if tags.get(TAG_KIND, "segmentation") != "segmentation":
+            continue  # CycleGAN runs are read by load_cyclegan_runs
         if keys is not None and tags[TAG_KEY] not in keys:
             continue
         if tags.get(TAG_COMPLETE) != "true":
@@ -187,3 +204,131 @@ def load_runs(tracking_uri: str, study: str, *, keys: set[str] | None = None) ->
         incomplete=incomplete,
         versions=sorted(versions),
     )
+
+
+# CycleGAN image distances, each logged as ``<split>/<name>`` (translated sims vs the
+# target) and ``<split>/<name>_raw`` (raw sims vs the target).
+CYCLEGAN_METRICS = ("frechet_distance", "histogram_kl", "power_spectrum_distance")
+CYCLEGAN_COLUMNS = (
+    "run_id",
+    "trial_key",
+    "model",
+    "repeat",
+    "source",
+    "target",
+    "extractor",
+    "epochs",
+    "best_epoch",
+    *(f"{name}_{kind}" for name in CYCLEGAN_METRICS for kind in ("raw", "translated")),
+)
+
+
+def load_cyclegan_runs(tracking_uri: str, study: str) -> pd.DataFrame:
+    """Read every complete CycleGAN run (tag ``hpcbench.kind=cyclegan``) of ``study``.
+
+    CycleGAN runs are not part of the segmentation grid, so every complete one in the
+    experiment is read.
+
+    Parameters
+    ----------
+    tracking_uri : str
+        MLflow tracking URI.
+    study : str
+        The study's name (its MLflow experiment).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per complete run, columns :data:`CYCLEGAN_COLUMNS`: ``run_id``,
+        ``trial_key``, ``model`` (the ``model`` axis tag, else the ``model_name``
+        param), ``repeat``, ``source`` and ``target`` datasets, ``extractor`` (the FID
+        feature extractor), ``epochs``, ``best_epoch`` and, per distance, the test
+        value of the raw simulations (``<name>_raw``) and of the translated ones
+        (``<name>_translated``), NaN where not logged. Sorted by model, repeat and
+        trial key; empty (with these columns) when there is no complete CycleGAN run.
+
+    Raises
+    ------
+    ReportError
+        The experiment does not exist.
+    """
+    client = client_for(tracking_uri)
+    experiment_id = find_experiment(client, tracking_uri, study)
+    rows: list[dict[str, Any]] = []
+    for run in iter_runs(client, experiment_id):
+        tags = run.data.tags
+        if tags.get(TAG_KIND) != "cyclegan" or tags.get(TAG_STUDY) != study:
+            continue
+        if TAG_KEY not in tags or tags.get(TAG_COMPLETE) != "true":
+            continue
+        params = run.data.params
+        metrics = run.data.metrics
+        model = params.get("model_name", "")
+        if f"{TAG_AXIS}model" in tags:
+            model = _axis_value("model", tags[f"{TAG_AXIS}model"])
+        row: dict[str, Any] = {
+            "run_id": run.info.run_id,
+            "trial_key": tags[TAG_KEY],
+            "model": str(model),
+            "repeat": int(tags.get(TAG_REPEAT, 0)),
+            "source": params.get("dataset", ""),
+            "target": params.get("target", ""),
+            "extractor": params.get("fid.features", ""),
+            "epochs": int(params["epochs"]) if "epochs" in params else -1,
+            "best_epoch": int(metrics.get("test/best_epoch", -1)),
+        }
+        for name in CYCLEGAN_METRICS:
+            row[f"{name}_raw"] = metrics.get(f"test/{name}_raw", math.nan)
+            row[f"{name}_translated"] = metrics.get(f"test/{name}", math.nan)
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(CYCLEGAN_COLUMNS))
+    return frame.sort_values(["model", "repeat", "trial_key"], kind="mergesort").reset_index(
+        drop=True
+    )
+
+
+def cyclegan_history(
+    tracking_uri: str, runs: pd.DataFrame, *, metric: str = "val/frechet_distance"
+) -> pd.DataFrame:
+    """Per-epoch history of a CycleGAN validation metric and its raw counterpart.
+
+    Parameters
+    ----------
+    tracking_uri : str
+        MLflow tracking URI.
+    runs : pandas.DataFrame
+        Runs of :func:`load_cyclegan_runs` (``run_id``, ``trial_key``, ``model``,
+        ``repeat`` are used).
+    metric : str, default ``"val/frechet_distance"``
+        The metric of the translated images; ``<metric>_raw`` is read beside it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per run and epoch (MLflow step): ``run_id``, ``trial_key``, ``model``,
+        ``repeat``, ``epoch``, ``translated`` and ``raw`` (NaN where a step lacks one),
+        in the order of ``runs`` then epoch.
+    """
+    client = client_for(tracking_uri)
+    columns = ["run_id", "trial_key", "model", "repeat", "epoch", "translated", "raw"]
+    rows: list[dict[str, Any]] = []
+    for run in runs.itertuples(index=False):
+        steps: dict[int, dict[str, float]] = {}
+        for column, name in (("translated", metric), ("raw", f"{metric}_raw")):
+            # Ordered by timestamp, so a step logged twice keeps its newest value.
+            history = sorted(client.get_metric_history(run.run_id, name), key=lambda m: m.timestamp)
+            for point in history:
+                steps.setdefault(int(point.step), {})[column] = float(point.value)
+        for epoch in sorted(steps):
+            rows.append(
+                {
+                    "run_id": run.run_id,
+                    "trial_key": run.trial_key,
+                    "model": run.model,
+                    "repeat": run.repeat,
+                    "epoch": epoch,
+                    "translated": steps[epoch].get("translated", math.nan),
+                    "raw": steps[epoch].get("raw", math.nan),
+                }
+            )
+    return pd.DataFrame(rows, columns=columns)

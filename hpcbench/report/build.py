@@ -13,6 +13,12 @@
   training-set-size learning curves, per model and pooled, with standard errors;
 - ``tables/model-by-classes.csv``: mean F1 per architecture × number of classes, as in
   seed 003 Table S1, when both axes are swept;
+- with CycleGAN runs in the experiment (seed 000, Khan et al. 2023):
+  ``tables/cyclegan.csv`` (one row per run: test distances of the raw and the translated
+  simulations to the target), ``tables/cyclegan-summary.csv`` (means per model and the
+  relative change), ``figures/cyclegan-fid.png`` (validation FID per epoch) and
+  ``figures/cyclegan-<model>-examples.png`` (each model's first repeat's
+  ``predictions.png``);
 - ``figures/*.png`` and ``report.md`` / ``report.html`` (figures embedded).
 
 Bootstrap resampling is seeded, so the same runs give byte-identical CSV tables. The
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -33,7 +40,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hpcbench.report.aggregate import ReportError, RunTable, find_experiment, load_runs
+from hpcbench.report.aggregate import (
+    CYCLEGAN_METRICS,
+    ReportError,
+    RunTable,
+    cyclegan_history,
+    find_experiment,
+    load_cyclegan_runs,
+    load_runs,
+)
 from hpcbench.report.statistics import (
     FitOutcome,
     TestOutcome,
@@ -44,7 +59,7 @@ from hpcbench.report.statistics import (
     summarize,
 )
 
-__all__ = ["AxisAnalysis", "Report", "build_report"]
+__all__ = ["AxisAnalysis", "CycleGANAnalysis", "Report", "build_report", "relative_change"]
 
 FLOAT_FORMAT = "%.10g"
 # Seed 001 trained at least five networks per condition.
@@ -66,6 +81,29 @@ class AxisAnalysis:
 
 
 @dataclass
+class CycleGANAnalysis:
+    """The CycleGAN stage: per-run distances, their per-model means, figures.
+
+    Attributes
+    ----------
+    runs : pandas.DataFrame
+        One row per complete CycleGAN run (:func:`load_cyclegan_runs`).
+    summary : pandas.DataFrame
+        Per model and FID extractor: ``runs``, and per distance the mean over repeats
+        of the raw and translated values and the relative change of the means.
+    figure : str or None
+        Path (relative to the report) of the validation FID per epoch figure.
+    examples : list of (str, str)
+        Title and path of each model's example translations.
+    """
+
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+    figure: str | None = None
+    examples: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
 class Report:
     """Everything the rendered report says."""
 
@@ -82,6 +120,7 @@ class Report:
     examples: list[tuple[str, str]]
     caveats: list[str]
     missing_trials: int
+    cyclegan: CycleGANAnalysis | None = None
 
 
 def _levels(spec: dict[str, Any] | None, axis: str, runs: pd.DataFrame) -> list[Any]:
@@ -279,6 +318,74 @@ def _examples(
     return [(" / ".join(t for t, _ in found), name)]
 
 
+def relative_change(before: float, after: float) -> float:
+    """``(after − before) / before``: −0.73 is a 73 % reduction (NaN if ``before`` is 0)."""
+    if before == 0 or math.isnan(before) or math.isnan(after):
+        return math.nan
+    return (after - before) / before
+
+
+def _cyclegan_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Means over repeats per model and extractor, and the relative change of the means."""
+    rows = []
+    for (model, extractor), part in runs.groupby(["model", "extractor"], sort=True):
+        row: dict[str, Any] = {"model": model, "extractor": extractor, "runs": len(part)}
+        for name in CYCLEGAN_METRICS:
+            raw = float(part[f"{name}_raw"].mean())
+            translated = float(part[f"{name}_translated"].mean())
+            row[f"{name}_raw"] = raw
+            row[f"{name}_translated"] = translated
+            row[f"{name}_change"] = relative_change(raw, translated)
+        rows.append(row)
+    columns = ["model", "extractor", "runs"]
+    columns += [f"{n}_{k}" for n in CYCLEGAN_METRICS for k in ("raw", "translated", "change")]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _file_name(text: str) -> str:
+    """``text`` with anything but letters, digits, ``.``, ``_`` and ``-`` as ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)
+
+
+def _cyclegan(
+    client: Any, tracking_uri: str, study: str, directory: Path
+) -> CycleGANAnalysis | None:
+    """Tables, the FID figure and examples of the study's CycleGAN runs (None if none)."""
+    from hpcbench.report import figures as fig
+
+    runs = load_cyclegan_runs(tracking_uri, study)
+    if runs.empty:
+        return None
+    analysis = CycleGANAnalysis(runs=runs, summary=_cyclegan_summary(runs))
+    _write_csv(runs, directory / "tables" / "cyclegan.csv")
+    _write_csv(analysis.summary, directory / "tables" / "cyclegan-summary.csv")
+    history = cyclegan_history(tracking_uri, runs)
+    if not history.empty:
+        extractors = ", ".join(sorted(set(runs["extractor"])))
+        analysis.figure = "figures/cyclegan-fid.png"
+        (directory / analysis.figure).write_bytes(
+            fig.per_epoch(
+                history,
+                value="translated",
+                reference="raw",
+                hue="model",
+                ylabel=f"validation FID ({extractors})",
+                reference_label="raw simulations",
+            )
+        )
+    for model, part in runs.groupby("model", sort=True):
+        first = part.sort_values(["repeat", "trial_key"], kind="mergesort").iloc[0]
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                path = client.download_artifacts(first["run_id"], "predictions.png", scratch)
+            except Exception:  # an artifact store without it: no examples, not a failure
+                continue
+            name = f"figures/cyclegan-{_file_name(str(model))}-examples.png"
+            shutil.copyfile(path, directory / name)
+        analysis.examples.append((f"{model}, repeat {first['repeat']}", name))
+    return analysis
+
+
 def build_report(
     study: str,
     *,
@@ -338,9 +445,10 @@ def build_report(
             "(not run yet, failed or interrupted): `hpcbench train` finishes them."
         )
     metrics = _metrics(runs)
-    # In the text and figures: held-out pixel and detection F1, and F1 on other test sets
-    # (IoU and the rest are in the tables).
-    shown = [m for m in metrics if m.endswith("/f1") or m == "heldout/detection_f1"]
+    # In the text and figures: pixel and detection F1, held out and on the other test
+    # sets (seed 000's point is detection F1 on experiment-like images); IoU and the
+    # rest are in the tables.
+    shown = [m for m in metrics if m.endswith(("/f1", "/detection_f1"))]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -348,6 +456,7 @@ def build_report(
         (work / "figures").mkdir()
         _write_csv(runs, work / "results.csv")
         runs.to_parquet(work / "results.parquet", index=False)
+        cyclegan = _cyclegan(client, tracking_uri, study, work)
         axes = []
         primary = metrics[0] if metrics else "heldout/f1"
         for axis in table.axes:
@@ -445,6 +554,7 @@ def build_report(
             examples=examples,
             caveats=caveats,
             missing_trials=missing_trials,
+            cyclegan=cyclegan,
         )
         (work / "report.md").write_text(render_markdown(report), encoding="utf-8")
         (work / "report.html").write_text(render_html(report, work), encoding="utf-8")

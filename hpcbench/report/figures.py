@@ -18,6 +18,8 @@ Public functions
     Box plot per level of an axis with the individual runs as a jittered strip.
 :func:`metric_vs`
     A metric against a numeric axis: runs, level means with 95 % t-intervals, fits.
+:func:`per_epoch`
+    A metric per epoch, one line per run (e.g. CycleGAN validation FID), raw dashed.
 :func:`image_grid`
     Existing PNGs (e.g. example predictions) composed into one titled grid.
 :func:`metric_label`, :func:`level_label`
@@ -36,6 +38,7 @@ import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imread
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 from numpy.typing import ArrayLike, NDArray
@@ -49,6 +52,7 @@ __all__ = [
     "level_label",
     "metric_label",
     "metric_vs",
+    "per_epoch",
 ]
 
 #: Resolution every figure is saved at (dots per inch).
@@ -780,3 +784,101 @@ def image_grid(images: Sequence[tuple[str, bytes]], *, columns: int = 2) -> byte
         ``columns`` is less than 1.
     """
     return _png(_build_image_grid(images, columns=columns))
+
+
+# --------------------------------------------------------------------------- per epoch
+
+
+def _build_per_epoch(
+    history: pd.DataFrame,
+    *,
+    value: str,
+    reference: str | None,
+    hue: str,
+    ylabel: str,
+    reference_label: str,
+    title: str | None,
+) -> Figure:
+    """Draw :func:`per_epoch`'s figure and return it (unsaved)."""
+    _check_columns(history, "run_id", "epoch", value, reference, hue)
+    figure = _new_figure(6.4, 4.2)
+    ax = figure.add_subplot()
+    hues = _levels(history, hue)
+    handles: list[Any] = []
+    for index, level in enumerate(hues):
+        colour = _colour(index)
+        part = history[_mask(history, hue, level)]
+        for run_id in dict.fromkeys(part["run_id"].tolist()):  # runs in table order
+            run = part[part["run_id"] == run_id].sort_values("epoch", kind="mergesort")
+            epochs = run["epoch"].to_numpy(dtype=np.float64)
+            ax.plot(epochs, _metric_values(run, value), color=colour, lw=1.2, alpha=0.85)
+            if reference is not None:
+                ax.plot(
+                    epochs, _metric_values(run, reference), color=colour, lw=1.0, ls="--", alpha=0.7
+                )
+        handles.append(Patch(color=colour, label=level_label(hue, level)))
+    handles.append(Line2D([], [], color="0.3", lw=1.2, label="translated"))
+    if reference is not None:
+        handles.append(Line2D([], [], color="0.3", lw=1.0, ls="--", label=reference_label))
+    if history.empty:
+        ax.text(0.5, 0.5, "no history logged", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, title=axis_label(hue), fontsize="small")
+    if title is not None:
+        ax.set_title(title)
+    return figure
+
+
+def per_epoch(
+    history: pd.DataFrame,
+    *,
+    value: str,
+    reference: str | None = None,
+    hue: str = "model",
+    ylabel: str = "",
+    reference_label: str = "raw",
+    title: str | None = None,
+) -> bytes:
+    """A metric per epoch, one line per run, with an optional dashed reference line.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame
+        One row per run and epoch: ``run_id``, ``epoch``, ``value``, ``hue`` (and
+        ``reference``) columns, e.g. :func:`hpcbench.report.aggregate.cyclegan_history`.
+    value : str
+        Column drawn as solid lines (e.g. the FID of the translated images).
+    reference : str, optional
+        Column drawn dashed in the run's colour (e.g. the FID of the raw simulations).
+    hue : str, default ``"model"``
+        Column colouring the runs.
+    ylabel : str
+        Title of the y axis.
+    reference_label : str, default ``"raw"``
+        Legend entry of the dashed lines.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    bytes
+        The PNG.
+
+    Raises
+    ------
+    KeyError
+        A named column is missing from ``history``.
+    """
+    return _png(
+        _build_per_epoch(
+            history,
+            value=value,
+            reference=reference,
+            hue=hue,
+            ylabel=ylabel,
+            reference_label=reference_label,
+            title=title,
+        )
+    )

@@ -2,7 +2,9 @@
 
 Both are rendered from one list of blocks (heading, paragraph, bullet list, table,
 figure), so they say the same thing. The text reads like a short results section:
-setup, one subsection per ablation axis (what changes, by how much, what is
+setup, the CycleGAN translation (when the study has one: distances of the raw and
+translated simulations to the target images, validation FID per epoch, examples), one
+subsection per ablation axis (what changes, by how much, what is
 significant after correction, the fitted curves), the architecture × classes table,
 every condition, example predictions, caveats.
 """
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from hpcbench.report.figures import level_label, metric_label
 
 if TYPE_CHECKING:
-    from hpcbench.report.build import AxisAnalysis, Report
+    from hpcbench.report.build import AxisAnalysis, CycleGANAnalysis, Report
 
 __all__ = ["blocks", "render_html", "render_markdown"]
 
@@ -102,6 +104,21 @@ def _setup(report: Report) -> list[Block]:
                     ],
                     rows,
                 ),
+            )
+        )
+    translated = spec.get("translate") or {}
+    if translated:
+        cyclegan = spec.get("cyclegan") or {}
+        default = cyclegan.get("model") or next(iter(cyclegan.get("models") or {}), "?")
+        out.append(("p", "Translated datasets (made by the study's CycleGAN stage):"))
+        out.append(
+            (
+                "ul",
+                [
+                    f"`{name}`: `{t.get('source')}` through the generator of CycleGAN "
+                    f"`{t.get('cyclegan') or default}`, repeat {t.get('repeat', 0)}"
+                    for name, t in translated.items()
+                ],
             )
         )
     train = spec.get("train") or {}
@@ -272,10 +289,93 @@ def _axis_blocks(report: Report, analysis: AxisAnalysis) -> list[Block]:
     return out
 
 
+_DISTANCES = {
+    "frechet_distance": "FID",
+    "histogram_kl": "histogram KL",
+    "power_spectrum_distance": "spectrum distance",
+}
+# FID feature extractors by the name in ``cyclegan.fid.features``.
+_EXTRACTORS = {"inception": "Inception-v3 pool features (pytorch-fid)"}
+
+
+def _change(value: float) -> str:
+    """A relative change as a signed percentage, e.g. ``−73 %``."""
+    if math.isnan(value):
+        return "–"
+    return f"{value * 100:+.0f} %".replace("-", "−")
+
+
+def _cyclegan_blocks(analysis: CycleGANAnalysis) -> list[Block]:
+    runs = analysis.runs
+    summary = analysis.summary
+    sources = ", ".join(f"`{v}`" for v in sorted(set(runs["source"])))
+    targets = ", ".join(f"`{v}`" for v in sorted(set(runs["target"])))
+    out: list[Block] = [("h2", "CycleGAN translation")]
+    out.append(
+        (
+            "p",
+            f"A CycleGAN (seed 000, Khan et al. 2023) translates the simulated images of "
+            f"{sources} into images like those of {targets}; the segmentation networks "
+            f"trained on a translated dataset learn from its output. {len(runs)} complete "
+            f"CycleGAN runs ({', '.join(f'`{m}`' for m in summary['model'].unique())}). "
+            "The table compares the test images of the target with the raw simulations and "
+            "with the translated ones (mean over repeats; lower is closer; the change is "
+            "relative to raw).",
+        )
+    )
+    extractors = sorted(set(runs["extractor"]))
+    notes = []
+    for extractor in extractors:
+        described = _EXTRACTORS.get(extractor)
+        note = f"FIDs are computed on `{extractor}` features" + (
+            f" ({described})" if described else ""
+        )
+        if extractor != "inception":
+            note += (
+                ": they rank the runs of this study but are not comparable with "
+                "published FIDs, which use Inception-v3 features"
+            )
+        notes.append(note + ".")
+    out.append(("p", " ".join(notes)))
+    header = ["model", "FID features", "runs"]
+    for name in _DISTANCES.values():
+        header += [f"{name} raw → translated", "change"]
+    rows = []
+    for row in summary.itertuples(index=False):
+        values = row._asdict()
+        cells = [str(values["model"]), f"`{values['extractor']}`", str(values["runs"])]
+        for name in _DISTANCES:
+            cells += [
+                f"{_num(values[f'{name}_raw'])} → {_num(values[f'{name}_translated'])}",
+                _change(values[f"{name}_change"]),
+            ]
+        rows.append(cells)
+    out.append(("table", (header, rows)))
+    best = ", ".join(
+        f"{r.model} r{r.repeat}: epoch {r.best_epoch}"
+        for r in runs.itertuples(index=False)
+        if r.best_epoch >= 0
+    )
+    if best:
+        out.append(("p", f"Checkpoint kept (best validation epoch) per run: {best}."))
+    if analysis.figure is not None:
+        caption = (
+            "Validation FID per epoch of each CycleGAN run: translated simulations (solid) "
+            "and raw simulations (dashed) against the target's validation images"
+        )
+        out.append(("figure", (caption, analysis.figure)))
+    for title, path in analysis.examples:
+        caption = f"CycleGAN {title}: raw simulation | translated | a target image"
+        out.append(("figure", (caption, path)))
+    return out
+
+
 def blocks(report: Report) -> list[Block]:
     """The report's content, in order."""
     out: list[Block] = [("h1", f"{report.study}: ablation report")]
     out += _setup(report)
+    if report.cyclegan is not None:
+        out += _cyclegan_blocks(report.cyclegan)
     for analysis in report.axes:
         out += _axis_blocks(report, analysis)
     if report.model_by_classes is not None:

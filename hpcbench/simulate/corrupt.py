@@ -2,9 +2,9 @@
 
 :func:`corrupt` is a pure function of ``(clean, params, seed)`` (DESIGN.md, rule 1):
 the same inputs give the same bytes, so a dose or noise ablation reuses one clean
-simulation. Its randomness comes from four independent child streams of ``seed``
-(scan distortion, background, counting noise, read noise), so switching one effect
-off never changes the draws of another.
+simulation. Its randomness comes from five independent child streams of ``seed``
+(scan distortion, background, counting noise, read noise, correlated noise), so
+switching one effect off never changes the draws of another.
 
 Scan distortion convention
 --------------------------
@@ -35,6 +35,7 @@ from hpcbench.study import Corruption, sample_param
 __all__ = [
     "CorruptionParams",
     "add_noise",
+    "correlated_noise",
     "corrupt",
     "distort",
     "distort_sites",
@@ -44,7 +45,9 @@ __all__ = [
 ]
 
 # Child streams of a corruption seed; fixed so one effect's draws never shift another's.
-_DISTORTION, _BACKGROUND, _COUNTS, _READ = range(4)
+# New effects get new keys at the end: reusing or reordering one would change the
+# images of every existing dataset.
+_DISTORTION, _BACKGROUND, _COUNTS, _READ, _CORRELATED = range(5)
 # Random Fourier modes of the background field: a stationary Gaussian field with a
 # squared-exponential covariance; 32 modes give a field whose one-point distribution is
 # close to Gaussian at the cost of one (rows × 64) · (64 × cols) product (einsum, not BLAS:
@@ -75,6 +78,11 @@ class CorruptionParams:
         Mean of the contamination-like background, in units of the clean image's mean.
     background_scale : float
         Correlation length of the background [Å].
+    correlated_noise : float
+        Std of the additive, spatially correlated Gaussian noise, in units of the clean
+        image's mean.
+    noise_correlation : float
+        Std of the Gaussian that correlates that noise [Å].
     contrast, brightness : float
         Final linear map ``contrast · I + brightness``.
     """
@@ -86,6 +94,8 @@ class CorruptionParams:
     drift: float = 0.0
     background: float = 0.0
     background_scale: float = 20.0
+    correlated_noise: float = 0.0
+    noise_correlation: float = 0.5
     contrast: float = 1.0
     brightness: float = 0.0
 
@@ -103,20 +113,31 @@ def sample_corruption(spec: Corruption, rng: Generator | int | SeedSequence) -> 
         The dataset's corruption (fixed values, choices or ranges).
     rng : Generator, int or SeedSequence
         Randomness; parameters are drawn in the fixed order dose, read_noise, blur,
-        jitter, drift, background, contrast, brightness (fixed values draw nothing).
+        jitter, drift, background, contrast, brightness, correlated_noise (fixed values
+        draw nothing). ``correlated_noise`` comes last so a spec without it draws the
+        same values as before it existed.
     """
     generator = np.random.default_rng(rng)
     dose = None if spec.dose is None else sample_param(spec.dose, generator)
+    read_noise = sample_param(spec.read_noise, generator)
+    blur = sample_param(spec.blur, generator)
+    jitter = sample_param(spec.jitter, generator)
+    drift = sample_param(spec.drift, generator)
+    background = sample_param(spec.background, generator)
+    contrast = sample_param(spec.contrast, generator)
+    brightness = sample_param(spec.brightness, generator)
     return CorruptionParams(
         dose=dose,
-        read_noise=sample_param(spec.read_noise, generator),
-        blur=sample_param(spec.blur, generator),
-        jitter=sample_param(spec.jitter, generator),
-        drift=sample_param(spec.drift, generator),
-        background=sample_param(spec.background, generator),
+        read_noise=read_noise,
+        blur=blur,
+        jitter=jitter,
+        drift=drift,
+        background=background,
         background_scale=float(spec.background_scale),
-        contrast=sample_param(spec.contrast, generator),
-        brightness=sample_param(spec.brightness, generator),
+        correlated_noise=sample_param(spec.correlated_noise, generator),
+        noise_correlation=float(spec.noise_correlation),
+        contrast=contrast,
+        brightness=brightness,
     )
 
 
@@ -291,6 +312,50 @@ def _background(
     return background
 
 
+def correlated_noise(
+    shape: tuple[int, int], correlation: float, *, pixel_size: float, seed: int | SeedSequence
+) -> NDArray[np.float64]:
+    """Stationary Gaussian noise field of zero mean, unit std and Gaussian correlation.
+
+    White noise filtered by a Gaussian of std ``s = correlation / pixel_size`` [px]
+    (scipy's kernel, truncated at ``4 s``), divided by the filter's exact noise gain
+    ``Σ w²`` so its ensemble std is 1. Its autocorrelation at lag ``ℓ`` [px] is
+    ``exp(-ℓ² / (4 s²))`` (the kernel's self-convolution). The white noise is drawn
+    on a frame padded by the kernel radius and cropped after filtering, so every pixel
+    sees real noise and the field is stationary up to the edges; the normalisation is
+    the ensemble one, not the frame's sample std, so a frame only a few correlation
+    lengths wide keeps its natural fluctuation of the amplitude.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Output ``(rows, cols)`` [px].
+    correlation : float
+        Correlation length (std of the Gaussian filter) [Å].
+    pixel_size : float
+        [Å].
+    seed : int or SeedSequence
+        The image's corruption seed (the field uses its own child stream).
+
+    Returns
+    -------
+    ndarray of float64, shape ``shape``
+    """
+    sd = correlation / pixel_size
+    radius = int(4.0 * sd + 0.5)
+    x = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 / (sd * sd) * x**2)
+    weights /= weights.sum()
+    rng = np.random.default_rng(_child(seed, _CORRELATED))
+    white = rng.standard_normal((shape[0] + 2 * radius, shape[1] + 2 * radius))
+    field = ndimage.correlate1d(white, weights, axis=0, mode="constant")
+    field = ndimage.correlate1d(field, weights, axis=1, mode="constant")
+    # Separable filter: variance of the filtered unit white noise is (Σ w²)².
+    gain = float(np.sum(weights**2))
+    cropped: NDArray[np.float64] = field[radius : radius + shape[0], radius : radius + shape[1]]
+    return cropped / gain
+
+
 def corrupt(
     clean: NDArray[np.floating],
     params: CorruptionParams,
@@ -309,7 +374,9 @@ def corrupt(
     correlation length ``background_scale`` and ensemble mean 1), counting noise
     (``Poisson(dose · pixel_size² · I) / (dose · pixel_size²)``: mean preserved,
     variance ``I / (dose · pixel_size²)``),
-    Gaussian read noise (std ``read_noise · mean``), then ``contrast · I + brightness``.
+    Gaussian read noise (std ``read_noise · mean``), spatially correlated Gaussian
+    noise (std ``correlated_noise · mean``, see :func:`correlated_noise`), then
+    ``contrast · I + brightness``.
     ``mean`` is the mean of the frame after blur and distortion (without the border).
     Equal to ``add_noise(distort(clean, ...), ...)``, bit for bit.
 
@@ -473,19 +540,27 @@ def add_noise(
     pixel_size: float,
     seed: int | SeedSequence,
 ) -> NDArray[np.float32]:
-    """The intensity part of :func:`corrupt`: background, counting and read noise, gain.
+    """The intensity part of :func:`corrupt`: background, noise, gain.
 
     ``mean`` below is the mean of ``image`` (the noise-free frame). This is the step a
     dose ablation repeats on a stored ``clean`` image with another ``dose``: nothing is
     re-simulated and the labels stay valid.
+
+    The correlated noise is added after the counting noise, next to the read noise: it
+    stands for signal-independent noise of the detector chain (amplifier bandwidth,
+    probe-position and pickup noise) that spans neighbouring pixels, so it neither
+    depends on the dose nor is Poisson-distributed. Its std is ``correlated_noise ·
+    mean`` and its correlation length ``noise_correlation`` [Å]; with
+    ``correlated_noise = 0`` it draws nothing and the output is as without it.
 
     Parameters
     ----------
     image : ndarray, shape (rows, cols)
         Noise-free image (the output of :func:`distort`), non-negative.
     params : CorruptionParams
-        ``background``, ``background_scale``, ``dose``, ``read_noise``, ``contrast`` and
-        ``brightness`` are used.
+        ``background``, ``background_scale``, ``dose``, ``read_noise``,
+        ``correlated_noise``, ``noise_correlation``, ``contrast`` and ``brightness`` are
+        used.
     pixel_size : float
         [Å].
     seed : int or SeedSequence
@@ -510,6 +585,9 @@ def add_noise(
     if params.read_noise > 0:
         rng = np.random.default_rng(_child(seed, _READ))
         noisy = noisy + rng.normal(0.0, params.read_noise * mean, shape)
+    if params.correlated_noise > 0:
+        field = correlated_noise(shape, params.noise_correlation, pixel_size=pixel_size, seed=seed)
+        noisy = noisy + params.correlated_noise * mean * field
     if params.contrast != 1.0 or params.brightness != 0.0:
         noisy = params.contrast * noisy + params.brightness
     return noisy.astype(np.float32)

@@ -268,7 +268,13 @@ def _int_column(table: pa.Table, name: str) -> NDArray[np.int64]:
 
 
 def _corruption_params(table: pa.Table) -> list[CorruptionParams]:
-    """Each row's :class:`CorruptionParams` from its ``corruption_*`` columns."""
+    """Each row's :class:`CorruptionParams` from its ``corruption_*`` columns.
+
+    A missing column, or a null outside ``dose``, takes the parameter's default: shards
+    written before a parameter existed (``correlated_noise``, ``noise_correlation``),
+    or whose spec left it unset, have no column for it (or nulls where such shards are
+    read together with newer ones), and mean "no such effect".
+    """
     names = [n for n in _CORRUPTION_FIELDS if f"corruption_{n}" in table.column_names]
     if not names:
         return [CorruptionParams()] * table.num_rows
@@ -276,6 +282,10 @@ def _corruption_params(table: pa.Table) -> list[CorruptionParams]:
         n: table.column(f"corruption_{n}").to_pylist() for n in names
     }
     return [
-        CorruptionParams(**{n: columns[n][row] for n in names})  # type: ignore[arg-type]
+        CorruptionParams(
+            **{  # type: ignore[arg-type]
+                n: columns[n][row] for n in names if n == "dose" or columns[n][row] is not None
+            }
+        )
         for row in range(table.num_rows)
     ]

@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from hpcbench import __version__
 from hpcbench.seeding import Stream, seed_int, seed_sequence, stream_rng
-from hpcbench.study import DatasetSpec, Study, dataset_classes, dataset_hash
+from hpcbench.study import DatasetSpec, SplitSpec, Study, dataset_classes, dataset_hash
 
 __all__ = [
     "GridError",
@@ -41,9 +41,11 @@ __all__ = [
     "TrialSpec",
     "condition_label",
     "dataset_info",
+    "expand_cyclegan_trials",
     "expand_trials",
     "split_dataset",
     "split_samples",
+    "translation_trial",
     "trial_key",
     "unwrap",
 ]
@@ -115,17 +117,20 @@ def split_samples(
 
 
 def split_dataset(study: Study, name: str) -> Split:
-    """:func:`split_samples` of dataset ``name`` with the study's split fractions."""
-    if study.train is None:
-        raise GridError(f"study {study.name} has no train section")
-    spec: DatasetSpec = study.datasets[name]
+    """:func:`split_samples` of dataset ``name`` with the study's split fractions.
+
+    A translated dataset is split like its source (same samples, same roles); a study
+    without a ``train`` section uses the default fractions.
+    """
+    spec: DatasetSpec = study.dataset_spec(name)
+    fractions = study.train.split if study.train is not None else SplitSpec()
     return split_samples(
         study.seed,
-        name,
+        study.split_name(name),
         size=spec.size,
         images_per_structure=spec.images_per_structure,
-        validation=study.train.split.validation,
-        test=study.train.split.test,
+        validation=fractions.validation,
+        test=fractions.test,
     )
 
 
@@ -133,15 +138,20 @@ def dataset_info(study: Study, name: str) -> dict[str, Any]:
     """What a trial needs to know of a dataset: size, layout, classes, label radius, hash.
 
     Splits are made where they are used: a test set that no trial trains on needs none.
+    A translated dataset also names the dataset its split is drawn from
+    (``split_name``, its source).
     """
-    spec = study.datasets[name]
-    return {
+    spec = study.dataset_spec(name)
+    info: dict[str, Any] = {
         "size": spec.size,
         "images_per_structure": spec.images_per_structure,
         "classes": dataset_classes(spec),
         "radius": spec.labels.radius,
         "hash": dataset_hash(study, name),
     }
+    if name in study.translate:
+        info["split_name"] = study.split_name(name)
+    return info
 
 
 @dataclass(frozen=True)
@@ -233,14 +243,15 @@ def expand_trials(study: Study) -> list[TrialSpec]:
     default_dataset = train.dataset or next(iter(study.datasets))
     # A test set no trial trains on is scored on all its images; one that some trial
     # trains on is scored on its test split by every trial (no leakage, same images).
-    trained = set(axes.dataset or [default_dataset])
+    # The CycleGAN's datasets count as trained on: it sees their training splits.
+    trained = set(axes.dataset or [default_dataset]) | _cyclegan_datasets(study)
     trials: list[TrialSpec] = []
     seen: dict[str, str] = {}
     for combination in itertools.product(*values):
         condition = dict(zip(names, combination, strict=True))
         model_name = condition.get("model", default_model)
         dataset = condition.get("dataset", default_dataset)
-        spec = study.datasets[dataset]
+        spec = study.dataset_spec(dataset)
         classes = condition.get("classes", train.classes) or dataset_classes(spec)
         available = split_of(dataset).train.size
         train_size = condition.get("train_size", train.train_size)
@@ -249,6 +260,11 @@ def expand_trials(study: Study) -> list[TrialSpec]:
                 f"train_size {train_size} exceeds the {available} training images of "
                 f"dataset {dataset} (size {spec.size}, split validation "
                 f"{train.split.validation:g}, test {train.split.test:g})"
+            )
+        if dataset in study.translate and condition.get("dose", train.dose) is not None:
+            raise GridError(
+                f"dataset {dataset} is translated by a CycleGAN: it has no clean images "
+                "to re-noise at a trial dose (use dose null for it)"
             )
         test_sets = list(dict.fromkeys([dataset, *train.test_sets]))
         base: dict[str, Any] = {
@@ -303,3 +319,109 @@ def grid_key(trials: Sequence[TrialSpec]) -> str:
     """12 hex digits identifying a set of trials (their sorted keys)."""
     digest = hashlib.sha256(",".join(sorted(t.key for t in trials)).encode())
     return digest.hexdigest()[:12]
+
+
+# ------------------------------------------------------------------------- CycleGAN
+
+
+def _cyclegan_datasets(study: Study) -> set[str]:
+    """The datasets whose training splits the CycleGAN trains on (none without one)."""
+    if study.cyclegan is None:
+        return set()
+    return {study.cyclegan.source, study.cyclegan.target}
+
+
+def _training_count(study: Study, name: str, requested: int | None, field: str) -> int:
+    available = int(split_dataset(study, name).train.size)
+    if requested is None:
+        return available
+    if requested > available:
+        spec = study.dataset_spec(name)
+        raise GridError(
+            f"cyclegan.{field} {requested} exceeds the {available} training images of "
+            f"dataset {name} (size {spec.size})"
+        )
+    return requested
+
+
+def expand_cyclegan_trials(study: Study) -> list[TrialSpec]:
+    """Every CycleGAN trial of the study: its ``model`` axis × ``repeats``.
+
+    The resolved config (the contract of :class:`hpcbench.train.cyclegan.CycleGANTrainer`)
+    holds ``task: cyclegan``, the model variant, both datasets (``dataset`` the simulated
+    source, ``target`` the experiment-like domain), the split fractions, training
+    settings, FID settings, the repeat and its seed. Repeat ``r`` has the seed of the
+    segmentation trials' repeat ``r``.
+
+    Returns
+    -------
+    list of TrialSpec
+        Empty without a ``cyclegan`` section.
+
+    Raises
+    ------
+    GridError
+        A ``train_size``/``target_size`` above a training split, or a dataset too
+        small to split.
+    """
+    spec = study.cyclegan
+    if spec is None:
+        return []
+    fractions = study.train.split if study.train is not None else SplitSpec()
+    names = spec.axes.names()
+    values = [list(getattr(spec.axes, name)) for name in names]
+    base: dict[str, Any] = {
+        "task": "cyclegan",
+        "study": study.name,
+        "study_seed": study.seed,
+        "dataset": spec.source,
+        "target": spec.target,
+        "datasets": {
+            name: {**dataset_info(study, name), "test_split": True}
+            for name in (spec.source, spec.target)
+        },
+        "split": fractions.model_dump(mode="json"),
+        "train_size": _training_count(study, spec.source, spec.train_size, "train_size"),
+        "target_size": _training_count(study, spec.target, spec.target_size, "target_size"),
+        "epochs": spec.epochs,
+        "epochs_decay": spec.epochs_decay,
+        "batch_size": spec.batch_size,
+        "learning_rate": spec.learning_rate,
+        "betas": list(spec.betas),
+        "patch_size": spec.patch_size,
+        "sim_noise_std": spec.sim_noise_std,
+        "saturation": spec.saturation,
+        "augment": spec.augment.model_dump(mode="json"),
+        "fid": {**spec.fid.model_dump(mode="json"), "weights": None},
+        "select": spec.select,
+        "version": __version__,
+    }
+    trials: list[TrialSpec] = []
+    for combination in itertools.product(*values):
+        condition = dict(zip(names, combination, strict=True))
+        model_name = condition.get("model", spec.default_model())
+        for repeat in range(spec.repeats):
+            config = {
+                **base,
+                "model_name": model_name,
+                "model": spec.models[model_name].model_dump(mode="json"),
+                "repeat": repeat,
+                "seed": trial_seed(study, repeat),
+            }
+            trials.append(
+                TrialSpec(key=trial_key(config), condition=condition, repeat=repeat, config=config)
+            )
+    return trials
+
+
+def translation_trial(study: Study, name: str) -> TrialSpec:
+    """The CycleGAN trial whose generator F makes translated dataset ``name``."""
+    translation = study.translate[name]
+    assert study.cyclegan is not None  # the study validator guarantees it
+    model = translation.cyclegan or study.cyclegan.default_model()
+    for trial in expand_cyclegan_trials(study):
+        if trial.config["model_name"] == model and trial.repeat == translation.repeat:
+            return trial
+    raise GridError(
+        f"translate.{name}: no CycleGAN trial of model {model}, repeat {translation.repeat}"
+    )

@@ -168,12 +168,12 @@ class Trainer:
     # ------------------------------------------------------------------ data
 
     def split(self, name: str) -> Split:
-        """The training/validation/test split of dataset ``name``."""
+        """The train/validation/test split of dataset ``name`` (a translation: its source's)."""
         info = self.config["datasets"][name]
         split = self.config["split"]
         return split_samples(
             int(self.config["study_seed"]),
-            name,
+            str(info.get("split_name", name)),
             size=int(info["size"]),
             images_per_structure=int(info["images_per_structure"]),
             validation=float(split["validation"]),

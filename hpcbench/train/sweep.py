@@ -16,7 +16,7 @@ import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,13 @@ from ray.tune import Callback
 
 from hpcbench.datasets.manifest import ManifestError, read_manifest
 from hpcbench.study import Study
-from hpcbench.train.grid import TrialSpec, expand_trials, grid_key, unwrap
+from hpcbench.train.grid import (
+    TrialSpec,
+    expand_cyclegan_trials,
+    expand_trials,
+    grid_key,
+    unwrap,
+)
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -51,6 +57,10 @@ class SweepResult:
     experiment_dir : Path
         The Tune experiment directory.
     tracking_uri : str
+    cyclegan : SweepResult or None
+        The CycleGAN stage's sweep (``None`` without a ``cyclegan`` section).
+    translated : dict of str to Path
+        Directory of each translated dataset.
     """
 
     trials: list[TrialSpec]
@@ -58,6 +68,8 @@ class SweepResult:
     errored: list[str]
     experiment_dir: Path
     tracking_uri: str
+    cyclegan: SweepResult | None = None
+    translated: dict[str, Path] = field(default_factory=dict)
 
 
 def dataset_dirs(study: Study, root: Path, trials: list[TrialSpec]) -> dict[str, str]:
@@ -110,6 +122,24 @@ def _param_space(
     }
 
 
+def _pending_datasets(study: Study, trials: list[TrialSpec]) -> list[TrialSpec]:
+    """The trials minus the datasets that translation makes (checked after it)."""
+    return [
+        TrialSpec(
+            key=t.key,
+            condition=t.condition,
+            repeat=t.repeat,
+            config={
+                **t.config,
+                "datasets": {
+                    n: v for n, v in t.config["datasets"].items() if n not in study.translate
+                },
+            },
+        )
+        for t in trials
+    ]
+
+
 def train(
     study: Study,
     *,
@@ -122,14 +152,20 @@ def train(
     tracking_uri: str | None = None,
     max_failures: int = 2,
     verbose: int = 1,
+    inception_weights: str | None = None,
     log: Callable[[str], None] = print,
 ) -> SweepResult:
-    """Run (or continue) the study's training sweep.
+    """Run (or continue) the study's training stages.
+
+    In order: the CycleGAN trials (``cyclegan`` section), the translations
+    (``translate`` section, :func:`hpcbench.train.translate.translate_dataset`), then the
+    segmentation trials (``train`` section). Each stage skips what is already complete.
 
     Parameters
     ----------
     study : Study
-        A study with a ``train`` section whose datasets are generated under ``root``.
+        A study with a ``train`` or ``cyclegan`` section whose datasets are generated
+        under ``root``.
     root : path
         Output root (as for ``hpcbench generate``).
     address : str, optional
@@ -147,47 +183,143 @@ def train(
         Retries of a failing trial (from its last checkpoint).
     verbose : int
         Tune's verbosity (0 silent, 1 status table).
+    inception_weights : str, optional
+        Local pytorch-fid Inception weights for CycleGAN FIDs with ``features:
+        inception`` (default ``HPCBENCH_INCEPTION_WEIGHTS``).
     log : callable
         Where progress lines go.
 
     Returns
     -------
     SweepResult
+        The segmentation sweep, with the CycleGAN sweep in ``cyclegan`` and the
+        translated dataset directories in ``translated``.
 
     Raises
     ------
     hpcbench.train.grid.GridError
         The grid is invalid (too-large ``train_size``, dataset too small to split).
     TrainError
-        Datasets are missing, or ``resume`` and there is nothing to resume.
+        Datasets are missing, ``resume`` and there is nothing to resume, or a CycleGAN
+        that a translation needs did not finish.
     """
+    from hpcbench.tracking import default_tracking_uri
+
+    root = Path(root)
+    cyclegan_trials = expand_cyclegan_trials(study)
+    trials = expand_trials(study) if study.train is not None else []
+    dirs = dataset_dirs(study, root, [*cyclegan_trials, *_pending_datasets(study, trials)])
+    uri = tracking_uri or default_tracking_uri(root)
+    weights = inception_weights or os.environ.get("HPCBENCH_INCEPTION_WEIGHTS")
+    if study.cyclegan is not None and study.cyclegan.fid.features == "inception" and not weights:
+        raise TrainError(
+            "cyclegan.fid.features is inception but no weights file is given: pass "
+            "--inception-weights PATH or set HPCBENCH_INCEPTION_WEIGHTS (pytorch-fid's "
+            "pt_inception-2015-12-05 file; nothing is downloaded)"
+        )
+    started = False
+
+    def ensure_ray() -> None:
+        nonlocal started
+        if not started:
+            from hpcbench.datasets.generate import init_ray
+
+            started = init_ray(address)
+
+    runtime: dict[str, Any] = {"cpus": math.ceil(cpus_per_trial), "gpus": gpus_per_trial}
+    if weights:
+        runtime["inception_weights"] = str(Path(weights).resolve())
+    common: dict[str, Any] = {
+        "root": root,
+        "uri": uri,
+        "resume": resume,
+        "max_concurrent": max_concurrent,
+        "cpus_per_trial": cpus_per_trial,
+        "gpus_per_trial": gpus_per_trial,
+        "runtime": runtime,
+        "max_failures": max_failures,
+        "verbose": verbose,
+        "log": log,
+        "ensure_ray": ensure_ray,
+    }
+    try:
+        cyclegan = None
+        if cyclegan_trials:
+            log(f"CycleGAN: {len(cyclegan_trials)} trials")
+            cyclegan = _sweep(study, cyclegan_trials, dirs, phase="cyclegan", **common)
+        translated: dict[str, Path] = {}
+        if study.translate:
+            from hpcbench.train.translate import translate_dataset
+
+            for name in study.translate:
+                ensure_ray()
+                translated[name] = translate_dataset(
+                    study, name, root=root, tracking_uri=uri, cpus=cpus_per_trial, log=log
+                )
+        if trials:
+            dirs = {**dirs, **dataset_dirs(study, root, trials)}
+            result = _sweep(study, trials, dirs, phase="train", **common)
+        else:
+            storage = (study.output_dir(root) / "tune").resolve()
+            result = SweepResult([], [], [], storage, uri)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    return SweepResult(
+        result.trials,
+        result.skipped,
+        result.errored,
+        result.experiment_dir,
+        uri,
+        cyclegan=cyclegan,
+        translated=translated,
+    )
+
+
+def _sweep(
+    study: Study,
+    trials: list[TrialSpec],
+    dirs: dict[str, str],
+    *,
+    phase: str,
+    root: Path,
+    uri: str,
+    resume: bool,
+    max_concurrent: int | None,
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+    runtime: dict[str, Any],
+    max_failures: int,
+    verbose: int,
+    log: Callable[[str], None],
+    ensure_ray: Callable[[], None],
+) -> SweepResult:
+    """One Tune experiment over ``trials`` (``phase`` ``train`` or ``cyclegan``)."""
     from hpcbench.tracking import (
         MLflowTracker,
         client_for,
-        default_tracking_uri,
         ensure_experiment,
         finished_keys,
         record_grid,
     )
 
-    root = Path(root)
-    trials = expand_trials(study)
-    dirs = dataset_dirs(study, root, trials)
-    uri = tracking_uri or default_tracking_uri(root)
     client = client_for(uri)
     experiment_id = ensure_experiment(client, study.name, uri)
     done = finished_keys(client, experiment_id)
     grid = grid_key(trials)
-    record_grid(
-        client,
-        experiment_id,
-        study=study.name,
-        grid=grid,
-        trials=[{"key": t.key, "condition": t.label, "repeat": t.repeat} for t in trials],
-        spec=study.model_dump(mode="json"),
-    )
+    if phase == "train":  # the report reads the newest segmentation grid
+        record_grid(
+            client,
+            experiment_id,
+            study=study.name,
+            grid=grid,
+            trials=[{"key": t.key, "condition": t.label, "repeat": t.repeat} for t in trials],
+            spec=study.model_dump(mode="json"),
+        )
     storage = (study.output_dir(root) / "tune").resolve()
-    name = f"train-{grid}"
+    name = f"{phase}-{grid}"
     experiment_dir = storage / name
     pending = [t for t in trials if t.key not in done]
     skipped = [t.key for t in trials if t.key in done]
@@ -195,77 +327,65 @@ def train(
     from ray import tune
 
     if not pending:  # nothing to train, whatever Tune's state says
-        log(f"all {len(trials)} trials are already complete in {uri}")
+        log(f"all {len(trials)} {phase} trials are already complete in {uri}")
         return SweepResult(trials, skipped, [], experiment_dir, uri)
     restorable = tune.Tuner.can_restore(experiment_dir)
     if resume and not restorable:
         raise TrainError(
             f"nothing to resume: no interrupted sweep of this grid at {experiment_dir}"
         )
+    ensure_ray()
+    import ray
 
-    from hpcbench.datasets.generate import init_ray
-
-    started = init_ray(address)
-    try:
-        import ray
-
-        cluster_cpus = float(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
-        if cpus_per_trial > cluster_cpus:
-            raise TrainError(
-                f"--cpus-per-trial {cpus_per_trial:g} exceeds the cluster's {cluster_cpus:g} CPUs"
-            )
-        runtime = {"cpus": math.ceil(cpus_per_trial), "gpus": gpus_per_trial}
-        trainable = tune.with_resources(
-            _trainable(), {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
+    cluster_cpus = float(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+    if cpus_per_trial > cluster_cpus:
+        raise TrainError(
+            f"--cpus-per-trial {cpus_per_trial:g} exceeds the cluster's {cluster_cpus:g} CPUs"
         )
-        if restorable:
-            log(f"continuing the sweep in {experiment_dir}")
-            tuner = tune.Tuner.restore(
-                str(experiment_dir),
-                trainable,
-                resume_unfinished=True,
-                resume_errored=True,
+    trainable = tune.with_resources(_trainable(), {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    if restorable:
+        log(f"continuing the sweep in {experiment_dir}")
+        tuner = tune.Tuner.restore(
+            str(experiment_dir),
+            trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+        )
+    else:
+        log(
+            f"{len(pending)} trials to run ({len(skipped)} already complete) → "
+            f"{experiment_dir}, tracking {uri}"
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=_param_space(pending, dirs, runtime),
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=max_concurrent,
+                reuse_actors=True,
+                trial_dirname_creator=_dirname(),
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=str(storage),
+                callbacks=[MLflowTracker(uri, study.name), ProgressLines(len(pending))],
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                verbose=verbose,
+            ),
+        )
+        storage.mkdir(parents=True, exist_ok=True)
+        (storage / f"{name}.json").write_text(
+            json.dumps(
+                [{"key": t.key, "condition": t.label, "repeat": t.repeat} for t in trials],
+                indent=1,
             )
-        else:
-            log(
-                f"{len(pending)} trials to run ({len(skipped)} already complete) → "
-                f"{experiment_dir}, tracking {uri}"
-            )
-            tuner = tune.Tuner(
-                trainable,
-                param_space=_param_space(pending, dirs, runtime),
-                tune_config=tune.TuneConfig(
-                    max_concurrent_trials=max_concurrent,
-                    reuse_actors=True,
-                    trial_dirname_creator=_dirname(),
-                ),
-                run_config=tune.RunConfig(
-                    name=name,
-                    storage_path=str(storage),
-                    callbacks=[MLflowTracker(uri, study.name), ProgressLines(len(pending))],
-                    failure_config=tune.FailureConfig(max_failures=max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                    verbose=verbose,
-                ),
-            )
-            storage.mkdir(parents=True, exist_ok=True)
-            (storage / f"{name}.json").write_text(
-                json.dumps(
-                    [{"key": t.key, "condition": t.label, "repeat": t.repeat} for t in trials],
-                    indent=1,
-                )
-            )
-        results = tuner.fit()
-        errored = [
-            unwrap(r.config or {}).get("key", "?")
-            for r in (results[i] for i in range(len(results)))
-            if r.error is not None
-        ]
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
+        )
+    results = tuner.fit()
+    errored = [
+        unwrap(r.config or {}).get("key", "?")
+        for r in (results[i] for i in range(len(results)))
+        if r.error is not None
+    ]
     return SweepResult(trials, skipped, [str(k) for k in errored], experiment_dir, uri)
 
 
@@ -287,6 +407,16 @@ class ProgressLines(Callback):
         self.done += 1
         config = unwrap(trial.config)
         result = trial.last_result or {}
+        if config["trial"].get("task") == "cyclegan":
+            print(
+                f"[{self.done}/{self.total}] {config['key']} {config['label']} "
+                f"r{config['repeat']}: FID(translated, target) "
+                f"{result.get('test/frechet_distance', math.nan):.3g}, raw "
+                f"{result.get('test/frechet_distance_raw', math.nan):.3g} "
+                f"({result.get('time_total_s', math.nan):.0f} s)",
+                flush=True,
+            )
+            return
         dataset = config["trial"]["dataset"]
         f1 = result.get(f"test/{dataset}/f1", math.nan)
         detection = result.get(f"test/{dataset}/detection_f1", math.nan)
@@ -319,8 +449,44 @@ def _dirname() -> Any:
     return trial_dirname
 
 
+def _summarize_cyclegan(result: SweepResult) -> list[str]:
+    """One line per CycleGAN trial: test FID and histogram KL, raw → translated."""
+    from hpcbench.tracking import TAG_COMPLETE, client_for, runs_by_key
+
+    client = client_for(result.tracking_uri)
+    study = str(result.trials[0].config["study"])
+    experiment = client.get_experiment_by_name(study)
+    if experiment is None:
+        return []
+    runs = runs_by_key(client, experiment.experiment_id, [t.key for t in result.trials])
+    lines = ["CycleGAN test scores, simulated → target domain (raw → translated):"]
+    for t in result.trials:
+        complete = [r for r in runs.get(t.key, []) if r.data.tags.get(TAG_COMPLETE) == "true"]
+        if not complete:
+            lines.append(f"  {t.key} {t.label} r{t.repeat}: not complete")
+            continue
+        m = complete[0].data.metrics
+        lines.append(
+            f"  {t.key} {t.config['model_name']} r{t.repeat}: FID "
+            f"{m.get('test/frechet_distance_raw', math.nan):.3g} → "
+            f"{m.get('test/frechet_distance', math.nan):.3g} "
+            f"({t.config['fid']['features']}), histogram KL "
+            f"{m.get('test/histogram_kl_raw', math.nan):.3g} → "
+            f"{m.get('test/histogram_kl', math.nan):.3g}"
+        )
+    return lines
+
+
 def summarize(result: SweepResult) -> list[str]:
     """Lines of a per-condition table of test scores from MLflow (mean ± std over repeats)."""
+    head = [] if result.cyclegan is None else _summarize_cyclegan(result.cyclegan)
+    head += [f"translated dataset {n}: {p}" for n, p in result.translated.items()]
+    if not result.trials:
+        return head
+    return head + _summarize_segmentation(result)
+
+
+def _summarize_segmentation(result: SweepResult) -> list[str]:
     from hpcbench.tracking import TAG_COMPLETE, client_for, runs_by_key
 
     client = client_for(result.tracking_uri)

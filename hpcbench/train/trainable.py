@@ -1,5 +1,8 @@
 """The Ray Tune function trainable: one trial = one :class:`~hpcbench.train.loop.Trainer`.
 
+A CycleGAN trial (``task: cyclegan``) runs a
+:class:`~hpcbench.train.cyclegan.CycleGANTrainer` the same way.
+
 Each epoch is reported with a checkpoint (the full training state), so a trial
 restored after a crash continues from its last epoch. After the last epoch the best
 validation state is tested on every test set and reported once more with the
@@ -31,6 +34,7 @@ def run_trial(config: dict[str, Any]) -> None:
     from ray import tune
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
+    from hpcbench.train.cyclegan import CycleGANTrainer
     from hpcbench.train.grid import unwrap
     from hpcbench.train.loop import Trainer
 
@@ -41,7 +45,13 @@ def run_trial(config: dict[str, Any]) -> None:
     device = "cuda" if runtime.get("gpus", 0) and torch.cuda.is_available() else "cpu"
     trial = {**config["trial"], "key": config["key"]}
     with threadpool_limits(limits=threads):
-        trainer = Trainer(trial, config["data_dirs"], device=device)
+        trainer: Trainer | CycleGANTrainer
+        if trial.get("task") == "cyclegan":
+            # The weights path is a runtime setting: not part of the trial's key.
+            trial["fid"] = {**trial["fid"], "weights": runtime.get("inception_weights")}
+            trainer = CycleGANTrainer(trial, config["data_dirs"], device=device)
+        else:
+            trainer = Trainer(trial, config["data_dirs"], device=device)
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
             with checkpoint.as_directory() as directory:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -84,3 +85,99 @@ def make_store(
     spec = {"name": study, "seed": 0, "datasets": {}, "train": {"axes": axes, "repeats": repeats}}
     record_grid(client, experiment, study=study, grid="g1", trials=trials, spec=spec)
     return trials
+
+
+def make_cyclegan_runs(
+    uri: str,
+    study: str,
+    models: list[str],
+    *,
+    repeats: int = 2,
+    epochs: int = 4,
+    extractor: str = "spectral-v1",
+    complete: bool = True,
+    seed: int = 7,
+) -> list[dict[str, Any]]:
+    """Write one CycleGAN run per model × repeat as the sweep's tracker writes them.
+
+    Validation FID falls from the raw value towards half of it over the epochs; the
+    test distances are drawn at random. Returns per run its trial key, model, repeat
+    and the logged test metrics (``test/...``) and validation history.
+    """
+    from matplotlib.image import imsave
+
+    client = client_for(uri)
+    ensure_experiment(client, study, uri)
+    tracker = MLflowTracker(uri, study)
+    rng = np.random.default_rng(seed)
+    logged: list[dict[str, Any]] = []
+    for model in models:
+        for repeat in range(repeats):
+            key = hashlib.sha256(f"cyclegan {model}-{repeat}".encode()).hexdigest()[:12]
+            config = {
+                "key": key,
+                "label": f"model={model}",
+                "repeat": repeat,
+                "condition": {"model": model},
+                "trial": {
+                    "task": "cyclegan",
+                    "study": study,
+                    "dataset": "simulation",
+                    "target": "experiment",
+                    "datasets": {
+                        "simulation": {"hash": "0123456789ab"},
+                        "experiment": {"hash": "ba9876543210"},
+                    },
+                    "model_name": model,
+                    "model": {"gen_width": 16},
+                    "fid": {"features": extractor, "images": 8},
+                    "epochs": epochs,
+                    "select": "frechet_distance",
+                    "version": "0.1.0",
+                },
+            }
+            raw = float(rng.uniform(200, 300))
+            history = [raw * (0.5 + 0.5 / epoch) for epoch in range(1, epochs + 1)]
+            for epoch, fid in enumerate(history, start=1):
+                tracker.log_result(
+                    config,
+                    {
+                        "epoch": epoch,
+                        "train/loss/g_adv": 1.0 / epoch,
+                        "train/loss/cycle": 2.0 / epoch,
+                        "val/frechet_distance": fid,
+                        "val/frechet_distance_raw": raw,
+                        "val/histogram_kl": 0.1 / epoch,
+                        "val/histogram_kl_raw": 0.2,
+                    },
+                )
+            test = {
+                "test/frechet_distance": float(rng.uniform(40, 80)),
+                "test/frechet_distance_raw": float(rng.uniform(200, 300)),
+                "test/histogram_kl": float(rng.uniform(0.01, 0.05)),
+                "test/histogram_kl_raw": float(rng.uniform(0.2, 0.4)),
+                "test/power_spectrum_distance": float(rng.uniform(0.1, 0.2)),
+                "test/power_spectrum_distance_raw": float(rng.uniform(0.5, 0.9)),
+                "test/best_epoch": float(epochs),
+            }
+            tracker.log_result(config, {"epoch": epochs, **test})
+            run_id = tracker.run_id(config)
+            with tempfile.TemporaryDirectory() as directory:
+                path = f"{directory}/predictions.png"
+                imsave(path, rng.random((8, 24)), cmap="gray")
+                client.log_artifact(run_id, path)
+            if complete:
+                client.set_tag(run_id, TAG_COMPLETE, "true")
+            client.set_terminated(run_id, "FINISHED" if complete else "FAILED")
+            logged.append(
+                {
+                    "run_id": run_id,
+                    "trial_key": key,
+                    "model": model,
+                    "repeat": repeat,
+                    "raw": raw,
+                    "history": history,
+                    **test,
+                }
+            )
+    return logged

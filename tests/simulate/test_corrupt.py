@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 import numpy as np
@@ -11,6 +12,7 @@ from scipy import ndimage
 from hpcbench.simulate.corrupt import (
     CorruptionParams,
     add_noise,
+    correlated_noise,
     corrupt,
     distort,
     distort_sites,
@@ -238,7 +240,119 @@ def test_sample_corruption_order_and_columns() -> None:
         "drift",
         "background",
         "background_scale",
+        "correlated_noise",
+        "noise_correlation",
         "contrast",
         "brightness",
     ]
     assert sample_corruption(Corruption(), 0).as_columns()["dose"] is None
+
+
+# ------------------------------------------------------------------ correlated noise
+
+# corrupt(_PINNED_CLEAN, _PINNED_PARAMS, ...) before correlated noise existed (sha256 of
+# the float32 bytes). Blur and background are left out: they go through numpy's
+# vectorised exp/cos, whose last bit may differ between CPUs.
+_PINNED_SHA = "12a0e0a7710324b5fa70a7ab27e29d62c4f9a91a59cce3d22a9c78aa0215cad2"
+_PINNED_PARAMS = CorruptionParams(
+    dose=1e4, read_noise=0.05, jitter=0.1, drift=0.5, contrast=1.3, brightness=0.1
+)
+
+
+def _pinned_clean() -> np.ndarray:
+    return np.random.default_rng(0).uniform(0.5, 2.0, (40, 36))
+
+
+def test_zero_correlated_noise_is_byte_identical_to_before() -> None:
+    for params in [
+        _PINNED_PARAMS,
+        replace(_PINNED_PARAMS, correlated_noise=0.0, noise_correlation=2.0),
+    ]:
+        out = corrupt(_pinned_clean(), params, pixel_size=PS, seed=1234, border=4)
+        assert hashlib.sha256(out.tobytes()).hexdigest() == _PINNED_SHA
+
+
+def test_sample_corruption_draws_other_params_as_before() -> None:
+    """Values drawn before correlated noise existed; adding a range for it keeps them."""
+    old = Corruption(
+        dose=[1e3, 1e4], read_noise=Range(min=0, max=0.1), brightness=Range(min=-0.1, max=0.1)
+    )
+    new = old.model_copy(update={"correlated_noise": Range(min=0.1, max=0.3)})
+    for spec in [old, new]:
+        params = sample_corruption(spec, 5)
+        assert params.dose == 1e4
+        assert params.read_noise == 0.08079407897364937
+        assert params.brightness == 0.0030651122084283944
+    assert sample_corruption(old, 5).correlated_noise == 0.0
+    assert 0.1 <= sample_corruption(new, 5).correlated_noise <= 0.3
+    assert sample_corruption(new, 5).noise_correlation == 0.5
+
+
+def _noise_of(params: CorruptionParams, seed: int, value: float = 0.8) -> np.ndarray:
+    clean = np.full((256, 256), value)
+    return corrupt(clean, params, pixel_size=PS, seed=seed).astype(np.float64) - value
+
+
+def test_correlated_noise_std_is_amplitude_times_mean() -> None:
+    amplitude, value = 0.2, 0.8
+    params = CorruptionParams(correlated_noise=amplitude, noise_correlation=0.3)
+    noise = np.stack([_noise_of(params, seed, value) for seed in range(8)])
+    # 8 frames of 256² px with s = 3 px hold ~8 · 256² / (4π s²) ≈ 4600 independent
+    # patches: the std is known to ~1 %, the mean to ~0.015 std.
+    assert noise.std() == pytest.approx(amplitude * value, rel=0.03)
+    assert abs(noise.mean()) < 0.05 * amplitude * value
+
+
+@pytest.mark.parametrize("correlation", [0.2, 0.4])
+def test_correlated_noise_autocorrelation_is_gaussian(correlation: float) -> None:
+    s = correlation / PS  # [px]
+    params = CorruptionParams(correlated_noise=0.1, noise_correlation=correlation)
+    noise = np.stack([_noise_of(params, seed) for seed in range(8)])
+    noise -= noise.mean()
+    variance = np.mean(noise**2)
+    for lag in [1, 2, 4, 8]:
+        along_x = np.mean(noise[:, :, :-lag] * noise[:, :, lag:]) / variance
+        along_y = np.mean(noise[:, :-lag, :] * noise[:, lag:, :]) / variance
+        # A Gaussian filter of std s correlates white noise with exp(-ℓ² / (4 s²)).
+        expected = np.exp(-(lag**2) / (4 * s**2))
+        assert along_x == pytest.approx(expected, abs=0.03), lag
+        assert along_y == pytest.approx(expected, abs=0.03), lag
+
+
+def test_correlated_noise_is_filtered_white_noise_of_its_own_stream() -> None:
+    """scipy's Gaussian filter on the white noise of child stream 4, over the padded frame."""
+    shape, correlation, seed = (48, 40), 0.25, 99
+    s = correlation / PS
+    radius = int(4 * s + 0.5)
+    white = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(4,))).standard_normal(
+        (shape[0] + 2 * radius, shape[1] + 2 * radius)
+    )
+    filtered = ndimage.gaussian_filter(white, s, mode="constant", truncate=4.0)
+    x = np.arange(-radius, radius + 1)
+    weights = np.exp(-(x**2) / (2 * s**2))
+    gain = np.sum((weights / weights.sum()) ** 2)  # std of the filtered white noise
+    expected = filtered[radius:-radius, radius:-radius] / gain
+    field = correlated_noise(shape, correlation, pixel_size=PS, seed=seed)
+    np.testing.assert_allclose(field, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_correlated_noise_leaves_the_other_draws_alone() -> None:
+    """With it on, the image is the old one plus the field: dose, read noise, background
+    and distortion realisations are unchanged, in corrupt and in a dose re-noising."""
+    clean = _texture()
+    base = CorruptionParams(
+        dose=1e4, read_noise=0.03, blur=0.2, jitter=0.05, drift=0.3, background=0.2, contrast=1.3
+    )
+    on = replace(base, correlated_noise=0.1, noise_correlation=0.3)
+    border = distortion_border(base, pixel_size=PS)
+    frame = distort(clean, base, pixel_size=PS, seed=5, border=border)
+    field = correlated_noise(frame.shape, 0.3, pixel_size=PS, seed=5)
+    added = 1.3 * 0.1 * float(frame.astype(np.float64).mean()) * field
+    for params_off, params_on in [(base, on), (replace(base, dose=1e3), replace(on, dose=1e3))]:
+        off = corrupt(clean, params_off, pixel_size=PS, seed=5, border=border)
+        with_it = corrupt(clean, params_on, pixel_size=PS, seed=5, border=border)
+        renoised = add_noise(frame, params_on, pixel_size=PS, seed=5)
+        np.testing.assert_array_equal(renoised, with_it)
+        # float32 rounding of values ~1: a few 1e-7
+        np.testing.assert_allclose(with_it - off, added, atol=1e-5)
+        assert np.abs(with_it - off).max() > 0.01
