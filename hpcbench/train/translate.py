@@ -124,6 +124,7 @@ def _generator_of(study: Study, name: str, tracking_uri: str) -> tuple[str, dict
             f"repeat {trial.repeat}) has no complete run in {tracking_uri}; train it first"
         )
     run_id = str(complete[0].info.run_id)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     scratch = Path(tempfile.mkdtemp(prefix="hpcbench-generator-"))
     try:
         path = Path(client.download_artifacts(run_id, "best.pt", str(scratch)))
