@@ -1,24 +1,99 @@
-"""CycleGAN training speed on this machine: iterations/s at 256² and 128² patches.
+"""CycleGAN training speed on this machine: the bare step, and the trial path around it.
 
-Run ``python benchmarks/bench_cyclegan.py [--steps 3] [--device cpu|cuda]``. For the
-paper-size networks (seed 000: pix2pix U-Net generators, width 64, 70×70 PatchGAN image
-and FFT discriminators; depth 8 at 256², 7 at 128²) and a laptop size (width 16, depth
-5), batch 1, one full :meth:`hpcbench.models.cyclegan.CycleGAN.train_step` (both
-generators, all four discriminators, the FFT of every real and fake image) is timed
-after one warm-up step. The reference measured in the same run is one forward and
-backward pass of a single generator on the same input: ``step / generator`` says what
-the cycle, the second generator and the four discriminators cost on top of it.
+Run ``python benchmarks/bench_cyclegan.py [--part steps|trainer|all] [--steps 3]
+[--device cpu|cuda] [--threads 2] [--images 64] [--epochs 1]``. Every figure is a ratio
+against a reference measured in the same run, never an absolute pass/fail.
+
+* **steps** (iterations/s at 256² and 128² patches): for the paper-size networks (seed
+  000: pix2pix U-Net generators, width 64, 70×70 PatchGAN image and FFT discriminators;
+  depth 8 at 256², 7 at 128²) and a laptop size (width 16, depth 5), batch 1, one full
+  :meth:`hpcbench.models.cyclegan.CycleGAN.train_step` (both generators, all four
+  discriminators, the FFT of every real and fake image) is timed over ``--steps`` steps
+  after one warm-up step. The reference is one forward and backward pass of a single
+  generator on the same input: ``step / generator`` says what the cycle, the second
+  generator and the four discriminators cost on top of it.
+* **trainer** (the training trial path): two small real datasets (``--images`` clean
+  incoherent WSe2 simulations ``sim`` and the same through a distortion model ``exp``,
+  64×64 px) are written to a temporary directory without Ray (``build_shard`` +
+  ``write_shard`` + manifest, not timed), and the first trial of a study with the
+  laptop CycleGAN of ``studies/khan2023-cyclegan.yaml`` (gen_width 16, gen_depth 5,
+  disc_width 16, disc_layers 3, 64-px patches, batch 4) runs in a
+  :class:`hpcbench.train.cyclegan.CycleGANTrainer`. After one warm-up epoch (training and
+  validation; the first validation also computes the untranslated-source metrics once),
+  ``--epochs`` epochs of :meth:`~hpcbench.train.cyclegan.CycleGANTrainer.train_epoch`
+  (training only) and of :meth:`~hpcbench.train.cyclegan.CycleGANTrainer.validate` (the
+  per-epoch FID, histogram KL and power-spectrum distance of ``F(source)``) are timed
+  separately. The reference is a bare loop of ``model.train_step(x, y, opt_g, opt_d)``
+  on pre-made random tensors of the same batch and patch size, for the same number of
+  steps (``trainer.steps_per_epoch()`` per epoch, after one warm-up step), with a fresh
+  ``CycleGAN`` of the same configuration and ``make_optimizers``. ``trainer / bare`` is
+  the data pipeline's cost (reading, crops, augmentation, noise, normalisation, and
+  the loss bookkeeping), ``validation / epoch`` the time spent on the per-epoch metrics
+  relative to a training epoch.
+
+Images/s count source (simulated) images; every step also takes as many target images.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from collections.abc import Callable, Mapping
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import torch
 
-from hpcbench.models.cyclegan import CycleGAN, make_optimizers
+from hpcbench.models.cyclegan import CycleGAN, CycleGANLosses, make_optimizers
+
+_DATASET: dict[str, Any] = {
+    "structure": {
+        "kind": "mx2",
+        "formula": "WSe2",
+        "supercell": [6, 4],
+        "defects": {"anion_vacancy": {"count": {"min": 1, "max": 3}}},
+    },
+    "simulation": {
+        "method": "incoherent",
+        "energy": 80000,
+        "semiangle_cutoff": 25,
+        "defocus": 0,
+        "Cs": 0,
+        "sampling": 0.08,
+    },
+    "image": {"shape": [64, 64], "pixel_size": 0.16},
+    "labels": {"classes": ["anion_vacancy"], "lattice": True, "radius": 0.5},
+    "images_per_structure": 4,
+}
+_DISTORTION: dict[str, Any] = {
+    "dose": 1e5,
+    "blur": 0.4,
+    "drift": 1.5,
+    "correlated_noise": 0.25,
+    "noise_correlation": 0.4,
+    "background": 0.5,
+    "background_scale": 6.0,
+}
+# The laptop CycleGAN of studies/khan2023-cyclegan.yaml.
+_CYCLEGAN: dict[str, Any] = {
+    "source": "sim",
+    "target": "exp",
+    "models": {"khan": {"gen_width": 16, "gen_depth": 5, "disc_width": 16, "disc_layers": 3}},
+    "epochs": 30,
+    "epochs_decay": 15,
+    "batch_size": 4,
+    "learning_rate": 2e-4,
+    "patch_size": 64,
+    "sim_noise_std": 0.1,
+    "fid": {"features": "spectral-v1", "images": 16},
+}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _generator_pass(model: CycleGAN, x: torch.Tensor) -> None:
@@ -27,22 +102,20 @@ def _generator_pass(model: CycleGAN, x: torch.Tensor) -> None:
     model.G(x).square().mean().backward()
 
 
-def _time(function: object, steps: int) -> float:
-    assert callable(function)
+def _time(function: Callable[[], object], steps: int, device: torch.device) -> float:
+    """Seconds per call of ``function`` over ``steps`` calls after one warm-up call."""
     function()  # warm-up
+    _synchronize(device)
     began = time.perf_counter()
     for _ in range(steps):
         function()
+    _synchronize(device)
     return (time.perf_counter() - began) / steps
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    print(f"device {device}, torch threads {torch.get_num_threads()}, batch 1")
+def bench_steps(steps: int, device: torch.device) -> None:
+    """The bare train step at paper and laptop sizes against one generator pass."""
+    print(f"part steps: CycleGAN.train_step, batch 1, {steps} steps after 1 warm-up")
     configs = [
         ("paper", 256, 64, 8),
         ("paper", 128, 64, 7),
@@ -58,15 +131,155 @@ def main() -> None:
         x = (torch.rand(1, 1, size, size, generator=generator) * 2 - 1).to(device)
         y = (torch.rand(1, 1, size, size, generator=generator) * 2 - 1).to(device)
 
-        step_s = _time(partial(model.train_step, x, y, opt_g, opt_d), args.steps)
-        single_s = _time(partial(_generator_pass, model, x), args.steps)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        step_s = _time(partial(model.train_step, x, y, opt_g, opt_d), steps, device)
+        single_s = _time(partial(_generator_pass, model, x), steps, device)
         print(
             f"  {label:<6} {size}², width {width:>2}, depth {depth}: {1 / step_s:7.3f} it/s "
             f"({step_s:6.2f} s/step); one generator fwd+bwd {single_s:6.3f} s; "
             f"step / generator {step_s / single_s:5.1f}x"
         )
+
+
+def make_study(images: int) -> Any:
+    """A clean ``sim`` / distorted ``exp`` WSe2 pair and the laptop CycleGAN section."""
+    from hpcbench.study import validate_study_data
+
+    dataset = {**_DATASET, "size": images, "shard_size": images}
+    return validate_study_data(
+        {
+            "name": "bench-cyclegan",
+            "seed": 1,
+            "datasets": {"sim": dataset, "exp": {**dataset, "corruption": _DISTORTION}},
+            "cyclegan": _CYCLEGAN,
+        }
+    )
+
+
+def write_dataset(study: Any, name: str, root: Path) -> Path:
+    """Build every shard of dataset ``name`` in this process (no Ray) and its manifest."""
+    from hpcbench.datasets.manifest import Manifest, write_manifest
+    from hpcbench.datasets.samples import build_shard, shard_count
+    from hpcbench.datasets.sink import write_shard
+
+    directory: Path = study.dataset_dir(root, name)
+    manifest = Manifest.for_dataset(study, name)
+    for shard in range(shard_count(study.datasets[name])):
+        record = write_shard(build_shard(study, name, shard), directory)
+        manifest.shards[record.first_sample_id] = record
+    write_manifest(directory, manifest)
+    return directory
+
+
+def fresh_cyclegan(model: Mapping[str, Any]) -> CycleGAN:
+    """A new CycleGAN of the trial's configuration (as the trainer builds it)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return CycleGAN(
+            1,
+            gen_width=int(model["gen_width"]),
+            gen_depth=int(model["gen_depth"]),
+            disc_width=int(model["disc_width"]),
+            disc_layers=int(model["disc_layers"]),
+            norm=model["norm"],
+            dropout=float(model["dropout"]),
+            losses=CycleGANLosses(
+                lambda_cyc=float(model["lambda_cyc"]),
+                lambda_id=float(model["lambda_id"]),
+                identity=model["identity"],
+                fft_weight=float(model["fft_weight"]),
+            ),
+            pool_size=int(model["pool_size"]),
+        )
+
+
+def bench_trainer(images: int, epochs: int, device: torch.device) -> None:
+    """The trial's train_epoch and validate against a bare train_step loop."""
+    from hpcbench.train.cyclegan import CycleGANTrainer
+    from hpcbench.train.grid import expand_cyclegan_trials
+
+    study = make_study(images)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        began = time.perf_counter()
+        dirs = {name: str(write_dataset(study, name, root)) for name in ("sim", "exp")}
+        written_s = time.perf_counter() - began
+        config = expand_cyclegan_trials(study)[0].config
+        trainer = CycleGANTrainer(config, dirs, device=str(device))
+        steps = trainer.steps_per_epoch()
+        batch, patch = trainer.batch_size, trainer.patch_size
+        model_cfg = config["model"]
+        print(
+            f"part trainer: {images} + {images} images of 64² px written in {written_s:.1f} s; "
+            f"{len(trainer.source_train)} source / {len(trainer.target_train)} target "
+            f"training images, {len(trainer.source_val)} + {len(trainer.target_val)} "
+            f"validation images ({config['fid']['features']})"
+        )
+        print(
+            f"  gen_width {model_cfg['gen_width']}, gen_depth {model_cfg['gen_depth']}, "
+            f"disc_width {model_cfg['disc_width']}, disc_layers {model_cfg['disc_layers']}, "
+            f"patch {patch}, batch {batch}, {steps} steps/epoch; {epochs} timed epoch(s) "
+            "after 1 warm-up epoch"
+        )
+
+        trainer.train_epoch()  # warm-up
+        trainer.validate()  # warm-up, and the untranslated-source metrics (cached)
+        train_s = val_s = 0.0
+        for _ in range(epochs):
+            began = time.perf_counter()
+            trainer.train_epoch()
+            _synchronize(device)
+            train_s += time.perf_counter() - began
+            began = time.perf_counter()
+            trainer.validate()
+            _synchronize(device)
+            val_s += time.perf_counter() - began
+        train_s, val_s = train_s / epochs, val_s / epochs
+
+    model = fresh_cyclegan(model_cfg).to(device)
+    betas = config["betas"]
+    opt_g, opt_d = make_optimizers(
+        model, float(config["learning_rate"]), (float(betas[0]), float(betas[1]))
+    )
+    generator = torch.Generator().manual_seed(0)
+    x = (torch.rand(batch, 1, patch, patch, generator=generator) * 2 - 1).to(device)
+    y = (torch.rand(batch, 1, patch, patch, generator=generator) * 2 - 1).to(device)
+    bare_s = steps * _time(partial(model.train_step, x, y, opt_g, opt_d), steps * epochs, device)
+
+    trained = steps * batch
+    print(
+        f"  bare train_step loop       {trained / bare_s:8.2f} images/s "
+        f"({bare_s:6.2f} s/epoch)   (reference)"
+    )
+    print(
+        f"  Trainer.train_epoch        {trained / train_s:8.2f} images/s "
+        f"({train_s:6.2f} s/epoch)   trainer / bare {train_s / bare_s:5.2f}x"
+    )
+    print(
+        f"  Trainer.validate           {val_s:6.2f} s/epoch   validation / epoch "
+        f"{val_s / train_s:5.2f}x (metrics {val_s / (train_s + val_s):.0%} of an epoch)"
+    )
+    print(
+        f"  train_epoch + validate     {trained / (train_s + val_s):8.2f} images/s   "
+        f"{bare_s / (train_s + val_s):5.2f}x bare"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["steps", "trainer", "all"], default="all")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per size (steps)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--images", type=int, default=64, help="images per dataset (trainer)")
+    parser.add_argument("--epochs", type=int, default=1, help="timed epochs (trainer)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    print(f"device {device}, torch threads {torch.get_num_threads()}")
+    if args.part in ("steps", "all"):
+        bench_steps(args.steps, device)
+    if args.part in ("trainer", "all"):
+        bench_trainer(args.images, args.epochs, device)
 
 
 if __name__ == "__main__":

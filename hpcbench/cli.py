@@ -222,6 +222,49 @@ def train_command(
         raise typer.Exit(1)
 
 
+@app.command("translate")
+def translate_command(
+    study: StudyArg,
+    root: RootOpt = DEFAULT_ROOT,
+    address: AddressOpt = None,
+    smoke: SmokeOpt = False,
+    tracking_uri: TrackingOpt = None,
+    cpus_per_task: Annotated[
+        float, typer.Option("--cpus-per-task", min=0.1, help="CPUs (torch threads) per shard.")
+    ] = 1.0,
+) -> None:
+    """Write the study's translated datasets with its trained CycleGANs (train does it too)."""
+    from hpcbench.study import load_study
+
+    spec = load_study(study, smoke=smoke)
+    if not spec.translate:
+        raise UserError(f"{study}: (top level): the study has no translate section")
+    from hpcbench.datasets.generate import init_ray
+    from hpcbench.train.grid import GridError
+    from hpcbench.train.sweep import TrainError
+    from hpcbench.train.translate import translate_dataset
+
+    started = init_ray(address)
+    try:
+        for name in spec.translate:
+            path = translate_dataset(
+                spec,
+                name,
+                root=root,
+                tracking_uri=_tracking_uri(root, tracking_uri),
+                cpus=cpus_per_task,
+                log=typer.echo,
+            )
+            typer.echo(f"translated {name}: {path}")
+    except (GridError, TrainError) as exc:
+        raise UserError(f"{study}: translate: {exc}") from None
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
 TrackingOpt = Annotated[
     str | None,
     typer.Option(

@@ -330,3 +330,33 @@ def test_compare_sets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     lines = capsys.readouterr().out.splitlines()
     assert float(lines[1].split()[-1]) > 0.1
     assert float(lines[2].split()[-2]) > 0.01 and float(lines[3].split()[-1]) > 0.01
+
+
+@pytest.mark.slow
+def test_run_the_khan_cyclegan_smoke_study(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seed 000's workflow from the shipped study: CycleGAN, translation, FCNs, report."""
+    monkeypatch.chdir(tmp_path)
+    study = str(STUDIES / "khan2023-cyclegan.yaml")
+    assert main(["validate", study]) == 0
+    assert "translated simulation-cyclegan-" in capsys.readouterr().out
+    assert main(["run", study, "--smoke", "--root", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "FID(translated, target)" in out and "translated dataset simulation-cyclegan" in out
+    report = tmp_path / "reports" / "khan2023-cyclegan-smoke"
+    text = (report / "report.md").read_text()
+    assert "CycleGAN translation" in text and "spectral-v1" in text
+    assert (report / "tables" / "cyclegan.csv").is_file()
+    assert (report / "figures" / "cyclegan-fid.png").is_file()
+
+
+def test_translate_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    quickstart = str(STUDIES / "quickstart.yaml")
+    assert main(["translate", quickstart, "--root", str(tmp_path)]) == 2
+    assert "the study has no translate section" in capsys.readouterr().err
+    khan = str(STUDIES / "khan2023-cyclegan.yaml")
+    assert main(["translate", khan, "--smoke", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "source dataset simulation is not generated" in err[0]
+    assert not list(tmp_path.glob("*/datasets/simulation-cyclegan-*"))
