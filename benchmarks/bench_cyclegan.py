@@ -1,7 +1,7 @@
 """CycleGAN training speed on this machine: the bare step, and the trial path around it.
 
 Run ``python benchmarks/bench_cyclegan.py [--part steps|trainer|all] [--steps 3]
-[--device cpu|cuda] [--threads 2] [--images 64] [--epochs 1]``. Every figure is a ratio
+[--device cpu|cuda] [--threads 2] [--images 64] [--epochs 3]``. Every figure is a ratio
 against a reference measured in the same run, never an absolute pass/fail.
 
 * **steps** (iterations/s at 256² and 128² patches): for the paper-size networks (seed
@@ -26,10 +26,12 @@ against a reference measured in the same run, never an absolute pass/fail.
   separately. The reference is a bare loop of ``model.train_step(x, y, opt_g, opt_d)``
   on pre-made random tensors of the same batch and patch size, for the same number of
   steps (``trainer.steps_per_epoch()`` per epoch, after one warm-up step), with a fresh
-  ``CycleGAN`` of the same configuration and ``make_optimizers``. ``trainer / bare`` is
-  the data pipeline's cost (reading, crops, augmentation, noise, normalisation, and
-  the loss bookkeeping), ``validation / epoch`` the time spent on the per-epoch metrics
-  relative to a training epoch.
+  ``CycleGAN`` of the same configuration and ``make_optimizers``. The three are
+  interleaved epoch by epoch (so that a load change on a shared machine hits them alike)
+  and the medians over epochs are printed, with the per-epoch range of each ratio.
+  ``trainer / bare`` is the data pipeline's cost (reading, crops, augmentation, noise,
+  normalisation, loss bookkeeping), ``validation / epoch`` the time of the per-epoch
+  metrics relative to a training epoch.
 
 Images/s count source (simulated) images; every step also takes as many target images.
 """
@@ -37,6 +39,7 @@ Images/s count source (simulated) images; every step also takes as many target i
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -111,6 +114,20 @@ def _time(function: Callable[[], object], steps: int, device: torch.device) -> f
         function()
     _synchronize(device)
     return (time.perf_counter() - began) / steps
+
+
+def _seconds(function: Callable[[], object], device: torch.device) -> float:
+    """Wall-clock seconds of one call of ``function``."""
+    _synchronize(device)
+    began = time.perf_counter()
+    function()
+    _synchronize(device)
+    return time.perf_counter() - began
+
+
+def _repeat(function: Callable[[], object], times: int) -> None:
+    for _ in range(times):
+        function()
 
 
 def bench_steps(steps: int, device: torch.device) -> None:
@@ -221,29 +238,30 @@ def bench_trainer(images: int, epochs: int, device: torch.device) -> None:
             "after 1 warm-up epoch"
         )
 
+        model = fresh_cyclegan(model_cfg).to(device)
+        betas = config["betas"]
+        opt_g, opt_d = make_optimizers(
+            model, float(config["learning_rate"]), (float(betas[0]), float(betas[1]))
+        )
+        generator = torch.Generator().manual_seed(0)
+        x = (torch.rand(batch, 1, patch, patch, generator=generator) * 2 - 1).to(device)
+        y = (torch.rand(batch, 1, patch, patch, generator=generator) * 2 - 1).to(device)
+        bare_step = partial(model.train_step, x, y, opt_g, opt_d)
+
+        began = time.perf_counter()
         trainer.train_epoch()  # warm-up
         trainer.validate()  # warm-up, and the untranslated-source metrics (cached)
-        train_s = val_s = 0.0
+        bare_step()  # warm-up
+        print(f"  warm-up (1 epoch + validation + 1 bare step) {time.perf_counter() - began:.1f} s")
+        # Interleaved, so that a load change on a shared machine hits all three alike.
+        train_times, val_times, bare_times = [], [], []
         for _ in range(epochs):
-            began = time.perf_counter()
-            trainer.train_epoch()
-            _synchronize(device)
-            train_s += time.perf_counter() - began
-            began = time.perf_counter()
-            trainer.validate()
-            _synchronize(device)
-            val_s += time.perf_counter() - began
-        train_s, val_s = train_s / epochs, val_s / epochs
-
-    model = fresh_cyclegan(model_cfg).to(device)
-    betas = config["betas"]
-    opt_g, opt_d = make_optimizers(
-        model, float(config["learning_rate"]), (float(betas[0]), float(betas[1]))
-    )
-    generator = torch.Generator().manual_seed(0)
-    x = (torch.rand(batch, 1, patch, patch, generator=generator) * 2 - 1).to(device)
-    y = (torch.rand(batch, 1, patch, patch, generator=generator) * 2 - 1).to(device)
-    bare_s = steps * _time(partial(model.train_step, x, y, opt_g, opt_d), steps * epochs, device)
+            train_times.append(_seconds(trainer.train_epoch, device))
+            val_times.append(_seconds(trainer.validate, device))
+            bare_times.append(_seconds(partial(_repeat, bare_step, steps), device))
+    train_s, val_s, bare_s = (statistics.median(t) for t in (train_times, val_times, bare_times))
+    ratios = [t / b for t, b in zip(train_times, bare_times, strict=True)]
+    shares = [v / t for v, t in zip(val_times, train_times, strict=True)]
 
     trained = steps * batch
     print(
@@ -252,15 +270,17 @@ def bench_trainer(images: int, epochs: int, device: torch.device) -> None:
     )
     print(
         f"  Trainer.train_epoch        {trained / train_s:8.2f} images/s "
-        f"({train_s:6.2f} s/epoch)   trainer / bare {train_s / bare_s:5.2f}x"
+        f"({train_s:6.2f} s/epoch)   trainer / bare {statistics.median(ratios):5.2f}x "
+        f"(epochs {min(ratios):.2f}-{max(ratios):.2f})"
     )
     print(
-        f"  Trainer.validate           {val_s:6.2f} s/epoch   validation / epoch "
-        f"{val_s / train_s:5.2f}x (metrics {val_s / (train_s + val_s):.0%} of an epoch)"
+        f"  Trainer.validate           {len(trainer.source_val):8d} images   "
+        f"({val_s:6.3f} s/epoch)   validation / epoch {statistics.median(shares):5.3f}x "
+        f"(epochs {min(shares):.3f}-{max(shares):.3f})"
     )
     print(
-        f"  train_epoch + validate     {trained / (train_s + val_s):8.2f} images/s   "
-        f"{bare_s / (train_s + val_s):5.2f}x bare"
+        f"  train_epoch + validate     {trained / (train_s + val_s):8.2f} images/s "
+        f"({train_s + val_s:6.2f} s/epoch)   {(train_s + val_s) / bare_s:5.2f}x bare time"
     )
 
 
@@ -271,7 +291,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--images", type=int, default=64, help="images per dataset (trainer)")
-    parser.add_argument("--epochs", type=int, default=1, help="timed epochs (trainer)")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs (trainer)")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
