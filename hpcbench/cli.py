@@ -87,6 +87,21 @@ def validate(study: StudyArg, smoke: SmokeOpt = False) -> None:
             f"CycleGAN {translation.cyclegan or spec.cyclegan.default_model()}"  # type: ignore[union-attr]
             f" (repeat {translation.repeat})"
         )
+    if spec.imports:
+        from hpcbench.datasets.importer import ImageImportError
+        from hpcbench.study import import_record
+
+    for name, imported in spec.imports.items():
+        try:
+            record = import_record(spec, name)  # reads and hashes the files
+        except ImageImportError as exc:
+            raise UserError(f"{study}: imports.{name}: {exc.lines[0]}", *exc.problems) from None
+        rows, cols = record.shape
+        typer.echo(
+            f"  imported {name}-{record.hash}: {len(record.rows_per_image)} images of "
+            f"{imported.path} -> {record.size} rows {rows}x{cols} px at "
+            f"{record.spec['stored_pixel_size']:.4g} Å/px, classes {', '.join(imported.classes)}"
+        )
 
 
 AddressOpt = Annotated[
@@ -122,21 +137,26 @@ def generate_command(
     from hpcbench.study import load_study
 
     spec = load_study(study, smoke=smoke)
-    unknown = [name for name in only or [] if name not in spec.datasets]
+    declared = [*spec.datasets, *spec.imports]
+    unknown = [name for name in only or [] if name not in declared]
     if unknown:
         raise UserError(
-            f"{study}: --only: no dataset {unknown[0]!r} (the study has {', '.join(spec.datasets)})"
+            f"{study}: --only: no dataset {unknown[0]!r} (the study has {', '.join(declared)})"
         )
     from hpcbench.datasets.generate import generate
+    from hpcbench.datasets.importer import ImageImportError
 
-    results = generate(
-        spec,
-        root=root,
-        address=address,
-        only=only,
-        progress=not quiet,
-        cpus_per_task=cpus_per_task,
-    )
+    try:
+        results = generate(
+            spec,
+            root=root,
+            address=address,
+            only=only,
+            progress=not quiet,
+            cpus_per_task=cpus_per_task,
+        )
+    except ImageImportError as exc:
+        raise UserError(f"{study}: {exc.headline}", *exc.problems) from None
     for result in results:
         typer.echo(result.summary())
 

@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal, Self, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, get_args
 
 import numpy as np
 import yaml
@@ -33,6 +33,9 @@ from pydantic import (
 )
 
 from hpcbench.structures.defects import DefectName, GrapheneDefect, MX2Defect
+
+if TYPE_CHECKING:
+    from hpcbench.datasets.importer import ImportRecord
 
 __all__ = [
     "DATA_FORMAT_VERSION",
@@ -53,6 +56,7 @@ __all__ = [
     "FrozenPhononSpec",
     "GrapheneStructure",
     "ImageSpec",
+    "ImportSpec",
     "IncoherentSimulation",
     "IntParam",
     "IntRange",
@@ -72,6 +76,7 @@ __all__ = [
     "UNetConfig",
     "dataset_classes",
     "dataset_hash",
+    "import_record",
     "load_study",
     "sample_param",
     "translated_hash",
@@ -883,6 +888,50 @@ class TranslationSpec(_Model):
     repeat: Annotated[int, Field(ge=0)] = 0
 
 
+class ImportSpec(_Model):
+    """Experimental images imported as a dataset (:func:`hpcbench.datasets.importer.import_images`).
+
+    Real images are for evaluation only: an imported dataset may be a ``train.test_sets``
+    entry or the CycleGAN's ``target``, never a training dataset or a translation
+    source. ``hpcbench generate`` imports it to ``<output>/datasets/NAME-HASH`` where
+    ``HASH`` covers the parameters and the SHA-256 of every file read.
+
+    ``path`` is the folder of images, ``labels`` a folder of label files (CSVs of
+    ``X``/``Y`` [px] or masks) and ``pairs`` a CSV pairing images with label files;
+    relative paths are relative to the study file's folder. ``pixel_size`` [Å] is that
+    of the source images; ``target_pixel_size`` [Å] resamples them; ``patch`` [px] cuts
+    them into non-overlapping ``(rows, cols)`` tiles (the rows of one image stay
+    together in splits); ``classes`` names the label values 1, 2, ...;
+    ``label_radius`` [Å] is the disk drawn around each labelled site.
+    """
+
+    path: Annotated[str, Field(min_length=1)]
+    pixel_size: PositiveFloat
+    target_pixel_size: PositiveFloat | None = None
+    labels: Annotated[str, Field(min_length=1)] | None = None
+    pairs: Annotated[str, Field(min_length=1)] | None = None
+    patch: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] | None = None
+    classes: Annotated[
+        list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=255)
+    ] = Field(default_factory=lambda: ["atom"])
+    label_radius: NonNegativeFloat = 0.6
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes must not repeat")
+        return self
+
+    def resolved(self, base_dir: Path) -> ImportSpec:
+        """A copy with relative ``path``/``labels``/``pairs`` made absolute under ``base_dir``."""
+        update = {
+            field: str((base_dir / value).resolve())
+            for field in ("path", "labels", "pairs")
+            if (value := getattr(self, field)) is not None and not Path(value).is_absolute()
+        }
+        return self.model_copy(update=update) if update else self
+
+
 class Study(_Model):
     """A benchmark study.
 
@@ -899,6 +948,7 @@ class Study(_Model):
     datasets: Annotated[dict[Slug, DatasetSpec], Field(min_length=1)]
     cyclegan: CycleGANSpec | None = None
     translate: dict[Slug, TranslationSpec] = Field(default_factory=dict)
+    imports: dict[Slug, ImportSpec] = Field(default_factory=dict)
     train: TrainSpec | None = None
     smoke: dict[str, Any] | None = None
 
@@ -911,9 +961,22 @@ class Study(_Model):
                 f"translate: {', '.join(clash)} is also declared in datasets; "
                 "a translated dataset needs a name of its own"
             )
+        clash = [name for name in self.imports if name in self.datasets or name in self.translate]
+        if clash:
+            raise ValueError(
+                f"imports: {', '.join(clash)} is also declared in datasets or translate; "
+                "an imported dataset needs a name of its own"
+            )
         if self.cyclegan is not None:
+            if self.cyclegan.source in self.imports:
+                raise ValueError(
+                    f"cyclegan.source: {self.cyclegan.source} is imported; real images are "
+                    "for evaluation only (use it as cyclegan.target or in train.test_sets)"
+                )
             for field in ("source", "target"):
                 name = getattr(self.cyclegan, field)
+                if field == "target" and name in self.imports:
+                    continue
                 if name not in self.datasets:
                     raise ValueError(
                         f"cyclegan.{field}: dataset {name} is not declared in datasets ({declared})"
@@ -921,6 +984,11 @@ class Study(_Model):
         for name, spec in self.translate.items():
             if self.cyclegan is None:
                 raise ValueError(f"translate.{name}: needs a cyclegan section to translate with")
+            if spec.source in self.imports:
+                raise ValueError(
+                    f"translate.{name}.source: {spec.source} is imported; real images are "
+                    "for evaluation only, not a source of training data"
+                )
             if spec.source not in self.datasets:
                 raise ValueError(
                     f"translate.{name}.source: dataset {spec.source} is not declared in "
@@ -949,7 +1017,17 @@ class Study(_Model):
         for field, names in (
             ("train.dataset", [train.dataset] if train.dataset is not None else []),
             ("train.axes.dataset", train.axes.dataset or []),
-            ("train.test_sets", train.test_sets),
+        ):
+            imported = [n for n in names if n in self.imports]
+            if imported:
+                raise ValueError(
+                    f"{field}: {', '.join(imported)} is imported; real images are for "
+                    "evaluation only (list it in train.test_sets)"
+                )
+        for field, names in (
+            ("train.dataset", [train.dataset] if train.dataset is not None else []),
+            ("train.axes.dataset", train.axes.dataset or []),
+            ("train.test_sets", [n for n in train.test_sets if n not in self.imports]),
         ):
             unknown = [n for n in names if n not in self.datasets and n not in self.translate]
             if unknown:
@@ -975,8 +1053,8 @@ class Study(_Model):
         return self
 
     def dataset_names(self) -> list[str]:
-        """Simulated datasets, then translated ones, in declaration order."""
-        return [*self.datasets, *self.translate]
+        """Simulated datasets, then translated ones, then imported ones, in declaration order."""
+        return [*self.datasets, *self.translate, *self.imports]
 
     def dataset_spec(self, name: str) -> DatasetSpec:
         """The spec of dataset ``name``; a translated dataset's is its source's.
@@ -986,6 +1064,8 @@ class Study(_Model):
         """
         if name in self.translate:
             return self.datasets[self.translate[name].source]
+        if name in self.imports:
+            raise KeyError(f"dataset {name} is imported: it has an import record, not a spec")
         try:
             return self.datasets[name]
         except KeyError:
@@ -1000,7 +1080,11 @@ class Study(_Model):
         return root / (self.output if self.output is not None else self.name)
 
     def dataset_dir(self, root: Path, name: str) -> Path:
-        """``<output>/datasets/<name>-<hash12>`` for dataset ``name``."""
+        """``<output>/datasets/<name>-<hash12>`` for dataset ``name``.
+
+        For an imported dataset the hash is that of its import record, which reads and
+        hashes the source files (:func:`dataset_hash`).
+        """
         return self.output_dir(root) / "datasets" / f"{name}-{dataset_hash(self, name)}"
 
 
@@ -1019,6 +1103,8 @@ def dataset_hash(study: Study, name: str) -> str:
     """
     if name in study.translate:
         return translated_hash(translation_identity(study, name))
+    if name in study.imports:
+        return import_record(study, name).hash
     spec = study.datasets[name].model_dump(mode="json")
     corruption = spec.get("corruption")
     if corruption is not None:
@@ -1033,6 +1119,30 @@ def dataset_hash(study: Study, name: str) -> str:
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def import_record(study: Study, name: str) -> ImportRecord:
+    """The import record of imported dataset ``name`` (reads and hashes its files, cached).
+
+    Raises
+    ------
+    hpcbench.datasets.importer.ImageImportError, FileNotFoundError
+        If the files cannot be imported.
+    """
+    from hpcbench.datasets.importer import import_record as record_of  # reads image files
+
+    spec = study.imports[name]
+    return record_of(
+        spec.path,
+        name=name,
+        pixel_size=spec.pixel_size,
+        target_pixel_size=spec.target_pixel_size,
+        labels_dir=spec.labels,
+        label_radius=spec.label_radius,
+        patch=spec.patch,
+        pairs_csv=spec.pairs,
+        class_names=spec.classes,
+    )
 
 
 def translation_identity(study: Study, name: str) -> dict[str, Any]:
@@ -1149,8 +1259,36 @@ def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[st
     return merged
 
 
-def validate_study_data(data: Any, *, source: str = "<study>", smoke: bool = False) -> Study:
-    """Validate an already-parsed study mapping; see :func:`load_study`."""
+def validate_study_data(
+    data: Any, *, source: str = "<study>", smoke: bool = False, base_dir: Path | None = None
+) -> Study:
+    """Validate an already-parsed study mapping; see :func:`load_study`.
+
+    ``base_dir`` is the folder relative ``imports`` paths are resolved against (the
+    study file's), and then each must exist; without it they stay as written
+    (relative to the working directory) and are not checked.
+    """
+    study = _validate(data, source=source, smoke=smoke)
+    if base_dir is None or not study.imports:
+        return study
+    imports = {name: spec.resolved(base_dir) for name, spec in study.imports.items()}
+    study = study.model_copy(update={"imports": imports})
+    missing = [
+        f"{source}: imports.{name}.{field}: no such {kind} {value}"
+        for name, spec in study.imports.items()
+        for field, kind, exists in (
+            ("path", "folder", Path.is_dir),
+            ("labels", "folder", Path.is_dir),
+            ("pairs", "file", Path.is_file),
+        )
+        if (value := getattr(spec, field)) is not None and not exists(Path(value))
+    ]
+    if missing:
+        raise StudyError(missing)
+    return study
+
+
+def _validate(data: Any, *, source: str, smoke: bool) -> Study:
     if data is None:
         raise StudyError([f"{source}: (top level): empty study file"])
     if not isinstance(data, Mapping):
@@ -1205,4 +1343,4 @@ def load_study(path: str | Path, *, smoke: bool = False) -> Study:
         problem = getattr(exc, "problem", None) or type(exc).__name__
         first = str(problem).splitlines()[0]
         raise StudyError([f"{source}: (top level): not valid YAML{where}: {first}"]) from None
-    return validate_study_data(data, source=source, smoke=smoke)
+    return validate_study_data(data, source=source, smoke=smoke, base_dir=path.resolve().parent)

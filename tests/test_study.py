@@ -233,3 +233,58 @@ def test_correlated_noise_range_validates() -> None:
     for fields in [{"correlated_noise": -0.1}, {"noise_correlation": 0.0}]:
         with pytest.raises(StudyError, match="must be"):
             validate_study_data(_with_corruption(**fields))
+
+
+_IMPORT_STUDY = """\
+name: real
+datasets:
+  d:
+    structure: {kind: mx2}
+    simulation: {method: incoherent}
+    labels: {classes: [dopant]}
+    size: 40
+imports:
+  pt:
+    path: ../images
+    labels: labels
+    pairs: pairs.csv
+    pixel_size: 0.293
+    patch: [64, 64]
+  abs: {path: ABS, pixel_size: 1.0}
+train:
+  models: {fcn: {architecture: fcn}}
+  classes: [dopant]
+  test_sets: [pt, d]
+"""
+
+
+def test_import_paths_are_relative_to_the_study_file(tmp_path: Path) -> None:
+    folder = tmp_path / "studies"
+    (folder / "labels").mkdir(parents=True)
+    (tmp_path / "images").mkdir()
+    (folder / "pairs.csv").write_text("Filename,Coords\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    study_file = folder / "real.yaml"
+    study_file.write_text(_IMPORT_STUDY.replace("ABS", str(elsewhere)))
+    study = load_study(study_file)
+    pt = study.imports["pt"]
+    assert Path(pt.path) == (tmp_path / "images").resolve()
+    assert Path(pt.labels or "") == (folder / "labels").resolve()
+    assert Path(pt.pairs or "") == (folder / "pairs.csv").resolve()
+    assert Path(study.imports["abs"].path) == elsewhere  # absolute paths are kept
+    assert (pt.classes, pt.label_radius, pt.patch) == (["atom"], 0.6, (64, 64))
+    assert study.dataset_names() == ["d", "pt", "abs"]
+    # Without a base folder (a parsed mapping) paths stay as written.
+    data = yaml.safe_load(study_file.read_text())
+    assert validate_study_data(data).imports["pt"].path == "../images"
+
+
+def test_import_folder_missing_relative_to_the_study_file(tmp_path: Path) -> None:
+    study_file = tmp_path / "real.yaml"
+    study_file.write_text(_IMPORT_STUDY.replace("ABS", str(tmp_path)))
+    with pytest.raises(StudyError) as info:
+        load_study(study_file)
+    missing = (tmp_path.parent / "images").resolve()
+    assert f"real.yaml: imports.pt.path: no such folder {missing}" in info.value.lines
+    assert len(info.value.lines) == 3  # path, labels and pairs, one line each

@@ -86,6 +86,9 @@ class DatasetResult:
         Shards built in this run, and shards found intact and kept.
     seconds : float
         Wall time from the start of :func:`generate` until this dataset was done [s].
+    imported : str
+        For an imported dataset (``imports``), what was done: ``"imported N images,
+        M coordinates"`` or ``"already imported, verified"``; empty for simulated ones.
     """
 
     name: str
@@ -95,12 +98,14 @@ class DatasetResult:
     generated: int
     skipped: int
     seconds: float
+    imported: str = ""
 
     def summary(self) -> str:
-        """One line: path, rows, generated/skipped shards and seconds."""
+        """One line: path, rows, generated/skipped shards (or what was imported), seconds."""
+        done = self.imported or f"{self.generated} generated, {self.skipped} skipped"
         return (
             f"{self.directory}: {self.rows} rows in {self.shards} shards "
-            f"({self.generated} generated, {self.skipped} skipped) in {self.seconds:.1f} s"
+            f"({done}) in {self.seconds:.1f} s"
         )
 
 
@@ -395,7 +400,7 @@ def generate(
         default :func:`hpcbench.datasets.samples.build_shard`. It must be a pure
         function of its arguments, importable or picklable by Ray workers.
     only : sequence of str, optional
-        Generate only these datasets.
+        Generate (or import) only these datasets.
     progress : bool
         Print a line per finished shard to stderr.
     cpus_per_task : int
@@ -404,15 +409,24 @@ def generate(
     Returns
     -------
     list of DatasetResult
-        One per dataset, in study order.
+        One per dataset in study order, then one per imported dataset (``imports``):
+        those are imported in this process (no Ray) unless their directory holds a
+        complete import of the same files that verifies.
+
+    Raises
+    ------
+    hpcbench.datasets.importer.ImageImportError
+        An imported dataset's files cannot be imported (every bad file listed).
     """
     start = time.perf_counter()
     names = list(study.datasets)
+    imports = list(study.imports)
     if only is not None:
-        unknown = [name for name in only if name not in study.datasets]
+        unknown = [name for name in only if name not in study.datasets and name not in imports]
         if unknown:
             raise ValueError(f"no dataset {unknown[0]!r} in study {study.name!r}")
         names = [name for name in names if name in only]
+        imports = [name for name in imports if name in only]
     if cpus_per_task < 1:
         raise ValueError(f"cpus_per_task must be >= 1, got {cpus_per_task}")
     root = Path(root)
@@ -429,7 +443,7 @@ def generate(
             log=sys.stderr if progress else None,
             start=start,
         )
-    return [
+    results = [
         DatasetResult(
             name=plan.name,
             directory=plan.directory,
@@ -441,3 +455,57 @@ def generate(
         )
         for plan in plans
     ]
+    return results + [_import(study, name, root, start) for name in imports]
+
+
+def _import(study: Study, name: str, root: Path, start: float) -> DatasetResult:
+    """Import dataset ``name`` of ``study.imports`` unless a verified import is there."""
+    from hpcbench.datasets.importer import ImageImportError
+
+    try:
+        return _import_files(study, name, root, start)
+    except ImageImportError as exc:
+        raise ImageImportError(f"imports.{name}: {exc.headline}", exc.problems) from None
+
+
+def _import_files(study: Study, name: str, root: Path, start: float) -> DatasetResult:
+    from hpcbench.datasets.importer import import_images
+    from hpcbench.datasets.manifest import verify
+
+    directory = study.dataset_dir(root, name)  # reads and hashes the source files
+    if directory.is_dir() and (report := verify(directory)).ok:
+        shards = len(read_manifest(directory).layout)
+        return DatasetResult(
+            name=name,
+            directory=directory,
+            rows=report.rows_ok,
+            shards=shards,
+            generated=0,
+            skipped=shards,
+            seconds=time.perf_counter() - start,
+            imported="already imported, verified",
+        )
+    spec = study.imports[name]
+    result = import_images(
+        spec.path,
+        directory.parent,
+        name=name,
+        pixel_size=spec.pixel_size,
+        target_pixel_size=spec.target_pixel_size,
+        labels_dir=spec.labels,
+        label_radius=spec.label_radius,
+        patch=spec.patch,
+        pairs_csv=spec.pairs,
+        class_names=spec.classes,
+        overwrite=True,  # an incomplete or damaged import of the same files
+    )
+    return DatasetResult(
+        name=name,
+        directory=result.directory,
+        rows=result.rows,
+        shards=len(result.shards),
+        generated=len(result.shards),
+        skipped=0,
+        seconds=time.perf_counter() - start,
+        imported=f"imported {result.images} images, {result.coordinates} coordinates",
+    )

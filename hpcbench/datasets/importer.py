@@ -47,8 +47,10 @@ from hpcbench.study import DATA_FORMAT_VERSION
 __all__ = [
     "IMAGE_SUFFIXES",
     "ImageImportError",
+    "ImportRecord",
     "ImportResult",
     "import_images",
+    "import_record",
     "read_image",
 ]
 
@@ -119,6 +121,56 @@ class ImportResult:
             f"{self.shape[0]}x{self.shape[1]} px at {self.pixel_size:.4g} Å/px, "
             f"{self.coordinates} coordinates: {self.directory}"
         )
+
+
+@dataclass(frozen=True)
+class ImportRecord:
+    """What an import of some files with some parameters records, before writing.
+
+    Attributes
+    ----------
+    spec : dict
+        The manifest's ``spec`` (``kind: imported``, parameters, file hashes).
+    hash : str
+        :func:`hpcbench.datasets.manifest.imported_hash` of ``spec`` (12 hex digits).
+    rows_per_image : tuple of int
+        Rows (patches) cut from each source image, in row order: the rows of one image
+        are consecutive.
+    """
+
+    spec: dict[str, Any]
+    hash: str
+    rows_per_image: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        """The dataset name."""
+        return str(self.spec["name"])
+
+    @property
+    def size(self) -> int:
+        """Rows of the dataset."""
+        return int(self.spec["size"])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, cols)`` of every stored frame [px]."""
+        rows, cols = self.spec["image"]["shape"]
+        return (int(rows), int(cols))
+
+
+@dataclass
+class _Prepared:
+    """The rows of an import, ready to write, and their record."""
+
+    record: ImportRecord
+    frames: list[NDArray[np.float32]]
+    masks: list[NDArray[np.uint8]]
+    coordinates: list[list[dict[str, float | int]]]
+    pixel_sizes: list[float]
+    files: list[str]
+    splits: list[str]
+    origins: list[tuple[int, int]]
 
 
 @dataclass
@@ -456,6 +508,122 @@ def import_images(
         If ``source_dir`` (or ``labels_dir``/``pairs_csv``) does not exist.
     """
     began = time.perf_counter()
+    prepared = _prepare(
+        source_dir,
+        name=name,
+        pixel_size=pixel_size,
+        target_pixel_size=target_pixel_size,
+        labels_dir=labels_dir,
+        label_radius=label_radius,
+        patch=patch,
+        pairs_csv=pairs_csv,
+        class_names=class_names,
+    )
+    return _store(prepared, Path(out_dir), overwrite=overwrite, began=began)
+
+
+def import_record(
+    source_dir: str | os.PathLike[str],
+    *,
+    name: str,
+    pixel_size: float,
+    target_pixel_size: float | None = None,
+    labels_dir: str | os.PathLike[str] | None = None,
+    label_radius: float = 0.6,
+    patch: tuple[int, int] | None = None,
+    pairs_csv: str | os.PathLike[str] | None = None,
+    class_names: Sequence[str] = ("atom",),
+) -> ImportRecord:
+    """What :func:`import_images` would record for these files, without writing anything.
+
+    Reads, resamples and tiles the images exactly as :func:`import_images` does (the
+    same code), so the spec and hash cannot disagree with an import's manifest. The
+    result is cached per parameters and per (path, size, mtime) of every file under
+    ``source_dir``/``labels_dir`` and of ``pairs_csv``: asking again is a directory
+    listing, and an edited file gives a fresh record.
+
+    Parameters
+    ----------
+    source_dir, name, pixel_size, target_pixel_size, labels_dir, label_radius, patch, \
+pairs_csv, class_names
+        As for :func:`import_images` [Å for sizes and radius, px for ``patch``].
+
+    Returns
+    -------
+    ImportRecord
+
+    Raises
+    ------
+    ImageImportError, FileNotFoundError
+        As :func:`import_images`.
+    """
+    key = (
+        str(Path(source_dir).resolve()),
+        name,
+        float(pixel_size),
+        None if target_pixel_size is None else float(target_pixel_size),
+        None if labels_dir is None else str(Path(labels_dir).resolve()),
+        float(label_radius),
+        None if patch is None else tuple(int(v) for v in patch),
+        None if pairs_csv is None else str(Path(pairs_csv).resolve()),
+        tuple(class_names),
+        _file_stamps(source_dir, labels_dir, pairs_csv),
+    )
+    cached = _RECORDS.get(key)
+    if cached is not None:
+        return cached
+    record = _prepare(
+        source_dir,
+        name=name,
+        pixel_size=pixel_size,
+        target_pixel_size=target_pixel_size,
+        labels_dir=labels_dir,
+        label_radius=label_radius,
+        patch=patch,
+        pairs_csv=pairs_csv,
+        class_names=class_names,
+    ).record
+    if len(_RECORDS) >= _RECORD_CACHE_SIZE:
+        _RECORDS.pop(next(iter(_RECORDS)))
+    _RECORDS[key] = record
+    return record
+
+
+# Import records by parameters and file stamps; a study asks for its imports' hashes
+# many times (every dataset directory, every trial's config), each a full read.
+_RECORD_CACHE_SIZE: Final = 32
+_RECORDS: dict[tuple[Any, ...], ImportRecord] = {}
+
+
+def _file_stamps(*roots: str | os.PathLike[str] | None) -> tuple[tuple[str, int, int], ...]:
+    stamps = []
+    for root in roots:
+        if root is None:
+            continue
+        path = Path(root)
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for item in files:
+            try:
+                stat = item.stat()
+            except OSError:
+                continue
+            stamps.append((str(item), stat.st_size, stat.st_mtime_ns))
+    return tuple(stamps)
+
+
+def _prepare(
+    source_dir: str | os.PathLike[str],
+    *,
+    name: str,
+    pixel_size: float,
+    target_pixel_size: float | None,
+    labels_dir: str | os.PathLike[str] | None,
+    label_radius: float,
+    patch: tuple[int, int] | None,
+    pairs_csv: str | os.PathLike[str] | None,
+    class_names: Sequence[str],
+) -> _Prepared:
+    """Read, check, resample and tile the files; the rows and the record, nothing written."""
     source = Path(source_dir)
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: no such folder")
@@ -521,21 +689,18 @@ def import_images(
     if problems:
         raise ImageImportError(f"{source}: cannot import {len(problems)} file(s):", problems)
 
-    return _write(
+    return _assemble(
         sources,
         label_files,
         source=source,
         labels_root=labels_root,
         pairs_path=pairs_path,
-        out_dir=Path(out_dir),
         name=name,
         pixel_size=pixel_size,
         target_pixel_size=target_pixel_size,
         label_radius=label_radius,
         patch=patch,
         class_names=list(class_names),
-        overwrite=overwrite,
-        began=began,
     )
 
 
@@ -566,25 +731,23 @@ def _check_parameters(
         raise ImageImportError("invalid import parameters:", wrong)
 
 
-def _write(
+def _assemble(
     sources: list[_Source],
     label_files: list[Path],
     *,
     source: Path,
     labels_root: Path | None,
     pairs_path: Path | None,
-    out_dir: Path,
     name: str,
     pixel_size: float,
     target_pixel_size: float | None,
     label_radius: float,
     patch: tuple[int, int] | None,
     class_names: list[str],
-    overwrite: bool,
-    began: float,
-) -> ImportResult:
+) -> _Prepared:
     frames: list[NDArray[np.float32]] = []
     masks: list[NDArray[np.uint8]] = []
+    rows_per_image: list[int] = []
     coordinates: list[list[dict[str, float | int]]] = []
     pixel_sizes: list[float] = []
     files: list[str] = []
@@ -615,6 +778,7 @@ def _write(
             problems.append(f"{item.path}: image {shape} is smaller than a patch {patch}")
             continue
         height, width = patch if patch is not None else shape
+        rows_per_image.append(len(origins_here))
         for row0, col0 in origins_here:
             frames.append(image[row0 : row0 + height, col0 : col0 + width])
             masks.append(full_mask[row0 : row0 + height, col0 : col0 + width])
@@ -672,7 +836,16 @@ def _write(
         if pairs_path is None
         else {"file": pairs_path.name, "sha256": file_sha256(pairs_path)},
     }
-    digest = imported_hash(spec)
+    record = ImportRecord(spec=spec, hash=imported_hash(spec), rows_per_image=tuple(rows_per_image))
+    return _Prepared(record, frames, masks, coordinates, pixel_sizes, files, splits, origins)
+
+
+def _store(prepared: _Prepared, out_dir: Path, *, overwrite: bool, began: float) -> ImportResult:
+    """Write the prepared rows and manifest to ``out_dir/NAME-HASH`` atomically."""
+    spec, digest, name = prepared.record.spec, prepared.record.hash, prepared.record.name
+    frames, masks, coordinates = prepared.frames, prepared.masks, prepared.coordinates
+    pixel_sizes, files, splits = prepared.pixel_sizes, prepared.files, prepared.splits
+    origins = prepared.origins
     final = out_dir / f"{name}-{digest}"
     if final.exists() and not final.is_dir():
         raise ImageImportError(f"{final}: exists and is not a directory")
@@ -722,10 +895,10 @@ def _write(
     return ImportResult(
         directory=final,
         hash=digest,
-        images=len(sources),
+        images=len(prepared.record.rows_per_image),
         rows=len(frames),
         coordinates=sum(len(c) for c in coordinates),
-        shape=(int(shapes[0][0]), int(shapes[0][1])),
+        shape=prepared.record.shape,
         pixel_size=pixel_sizes[0],
         seconds=time.perf_counter() - began,
         shards=[manifest.shards[k] for k in sorted(manifest.shards)],

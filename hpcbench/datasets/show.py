@@ -39,9 +39,15 @@ _MASK_ALPHA = 0.35
 
 
 def class_names(dataset_dir: str | os.PathLike[str]) -> dict[int, str]:
-    """Mask value → class name from the dataset's manifest (empty if unreadable)."""
+    """Mask value → class name from the dataset's manifest (empty if unreadable).
+
+    A translated dataset has its source's labels (``spec.source.spec.labels``).
+    """
     try:
-        labels = read_manifest(dataset_dir).spec["labels"]
+        spec = read_manifest(dataset_dir).spec
+        if spec.get("kind") == "translated":
+            spec = spec["source"]["spec"]
+        labels = spec["labels"]
     except (ManifestError, KeyError, TypeError):
         return {}
     offset = 2 if labels.get("lattice") else 1

@@ -223,11 +223,13 @@ CYCLEGAN_COLUMNS = (
 )
 
 
-def load_cyclegan_runs(tracking_uri: str, study: str) -> pd.DataFrame:
-    """Read every complete CycleGAN run (tag ``hpcbench.kind=cyclegan``) of ``study``.
+def load_cyclegan_runs(
+    tracking_uri: str, study: str, *, keys: set[str] | None = None
+) -> pd.DataFrame:
+    """Read the complete CycleGAN runs (tag ``hpcbench.kind=cyclegan``) of ``study``.
 
-    CycleGAN runs are not part of the segmentation grid, so every complete one in the
-    experiment is read.
+    Only trial ``keys`` if given (the CycleGAN trials the reported grid records), else
+    every complete one in the experiment.
 
     Parameters
     ----------
@@ -235,6 +237,8 @@ def load_cyclegan_runs(tracking_uri: str, study: str) -> pd.DataFrame:
         MLflow tracking URI.
     study : str
         The study's name (its MLflow experiment).
+    keys : set of str, optional
+        Read only these trial keys.
 
     Returns
     -------
@@ -260,6 +264,8 @@ def load_cyclegan_runs(tracking_uri: str, study: str) -> pd.DataFrame:
         if tags.get(TAG_KIND) != "cyclegan" or tags.get(TAG_STUDY) != study:
             continue
         if TAG_KEY not in tags or tags.get(TAG_COMPLETE) != "true":
+            continue
+        if keys is not None and tags[TAG_KEY] not in keys:
             continue
         params = run.data.params
         metrics = run.data.metrics

@@ -159,9 +159,21 @@ def _metrics(runs: pd.DataFrame) -> list[str]:
 
 
 def _is_heldout_set(runs: pd.DataFrame, name: str) -> bool:
+    """Whether set ``name`` is only ever scored as a run's own held-out split.
+
+    Then its scores are the ``heldout/…`` ones of the runs that have it (a ``dataset``
+    axis gives each level's set to its own runs only) and add nothing.
+    """
     column = f"test/{name}/f1"
-    return column in runs.columns and bool(
-        np.array_equal(runs[column].to_numpy(), runs["heldout/f1"].to_numpy(), equal_nan=True)
+    if column not in runs.columns:
+        return False
+    scored = runs[column].notna()
+    return bool(
+        np.array_equal(
+            runs.loc[scored, column].to_numpy(),
+            runs.loc[scored, "heldout/f1"].to_numpy(),
+            equal_nan=True,
+        )
     )
 
 
@@ -348,12 +360,16 @@ def _file_name(text: str) -> str:
 
 
 def _cyclegan(
-    client: Any, tracking_uri: str, study: str, directory: Path
+    client: Any, tracking_uri: str, study: str, directory: Path, *, keys: set[str] | None
 ) -> CycleGANAnalysis | None:
-    """Tables, the FID figure and examples of the study's CycleGAN runs (None if none)."""
+    """Tables, the FID figure and examples of the study's CycleGAN runs (None if none).
+
+    ``keys``: the CycleGAN trials the reported grid records (every run if ``None``,
+    for grids recorded before CycleGAN keys were).
+    """
     from hpcbench.report import figures as fig
 
-    runs = load_cyclegan_runs(tracking_uri, study)
+    runs = load_cyclegan_runs(tracking_uri, study, keys=keys or None)
     if runs.empty:
         return None
     analysis = CycleGANAnalysis(runs=runs, summary=_cyclegan_summary(runs))
@@ -428,7 +444,11 @@ def build_report(
     recorded = latest_grid(client, find_experiment(client, tracking_uri, study), grid)
     if grid is not None and recorded is None:
         raise ReportError(f"study {study!r} has no recorded grid {grid}")
-    keys = None if recorded is None else {t["key"] for t in recorded["trials"]}
+    keys = None
+    cyclegan_keys = None
+    if recorded is not None:
+        keys = {t["key"] for t in recorded["trials"] if t.get("kind") != "cyclegan"}
+        cyclegan_keys = {t["key"] for t in recorded["trials"] if t.get("kind") == "cyclegan"}
     table = load_runs(tracking_uri, study, keys=keys)
     spec = None if recorded is None else recorded.get("study")
     runs = table.runs
@@ -456,7 +476,7 @@ def build_report(
         (work / "figures").mkdir()
         _write_csv(runs, work / "results.csv")
         runs.to_parquet(work / "results.parquet", index=False)
-        cyclegan = _cyclegan(client, tracking_uri, study, work)
+        cyclegan = _cyclegan(client, tracking_uri, study, work, keys=cyclegan_keys)
         axes = []
         primary = metrics[0] if metrics else "heldout/f1"
         for axis in table.axes:

@@ -357,7 +357,7 @@ def _cyclegan_blocks(analysis: CycleGANAnalysis) -> list[Block]:
         if r.best_epoch >= 0
     )
     if best:
-        out.append(("p", f"Checkpoint kept (best validation epoch) per run: {best}."))
+        out.append(("p", f"Lowest validation FID per run: {best}."))
     if analysis.figure is not None:
         caption = (
             "Validation FID per epoch of each CycleGAN run: translated simulations (solid) "

@@ -119,16 +119,34 @@ def split_samples(
 def split_dataset(study: Study, name: str) -> Split:
     """:func:`split_samples` of dataset ``name`` with the study's split fractions.
 
-    A translated dataset is split like its source (same samples, same roles); a study
-    without a ``train`` section uses the default fractions.
+    A translated dataset is split like its source (same samples, same roles); an
+    imported one by source image (its patches stay together); a study without a
+    ``train`` section uses the default fractions.
+
+    Raises
+    ------
+    GridError
+        Too few structures (images) to split, or an imported dataset whose images gave
+        different numbers of patches.
     """
-    spec: DatasetSpec = study.dataset_spec(name)
     fractions = study.train.split if study.train is not None else SplitSpec()
+    if name in study.imports:
+        info = dataset_info(study, name)
+        if info["images_per_structure"] is None:
+            raise GridError(
+                f"imported dataset {name} cannot be split by image: its images gave "
+                "different numbers of patches (import images of one size, or set "
+                "target_pixel_size/patch so they tile alike)"
+            )
+        size, per_structure = int(info["size"]), int(info["images_per_structure"])
+    else:
+        spec: DatasetSpec = study.dataset_spec(name)
+        size, per_structure = spec.size, spec.images_per_structure
     return split_samples(
         study.seed,
         study.split_name(name),
-        size=spec.size,
-        images_per_structure=spec.images_per_structure,
+        size=size,
+        images_per_structure=per_structure,
         validation=fractions.validation,
         test=fractions.test,
     )
@@ -139,8 +157,18 @@ def dataset_info(study: Study, name: str) -> dict[str, Any]:
 
     Splits are made where they are used: a test set that no trial trains on needs none.
     A translated dataset also names the dataset its split is drawn from
-    (``split_name``, its source).
+    (``split_name``, its source). An imported dataset's come from its import record
+    (read from its source files, as its hash is): ``images_per_structure`` is the
+    number of patches per source image (consecutive rows), ``None`` if that differs
+    between images.
+
+    Raises
+    ------
+    GridError
+        If an imported dataset's files cannot be read.
     """
+    if name in study.imports:
+        return _imported_info(study, name)
     spec = study.dataset_spec(name)
     info: dict[str, Any] = {
         "size": spec.size,
@@ -152,6 +180,38 @@ def dataset_info(study: Study, name: str) -> dict[str, Any]:
     if name in study.translate:
         info["split_name"] = study.split_name(name)
     return info
+
+
+def _imported_info(study: Study, name: str) -> dict[str, Any]:
+    from hpcbench.datasets.importer import ImageImportError
+    from hpcbench.study import import_record
+
+    try:
+        record = import_record(study, name)
+    except (ImageImportError, FileNotFoundError) as exc:
+        first = str(exc).splitlines()[0]
+        raise GridError(f"imported dataset {name}: {first}") from None
+    counts = set(record.rows_per_image)
+    labels = record.spec["labels"]
+    return {
+        "size": record.size,
+        "images_per_structure": counts.pop() if len(counts) == 1 else None,
+        "classes": list(labels["classes"]),
+        "radius": float(labels["radius"]),
+        "hash": record.hash,
+    }
+
+
+def _check_imported_classes(study: Study, name: str, classes: Sequence[str]) -> None:
+    """An imported test set must label every class a trial scores (else a one-line error)."""
+    labelled = list(study.imports[name].classes)
+    missing = [c for c in classes if c not in labelled]
+    if missing:
+        raise GridError(
+            f"test set {name} is imported with classes {', '.join(labelled)}; it has no "
+            f"{', '.join(missing)} labels to score (set imports.{name}.classes to the "
+            "trial's class names, or train.classes to classes it labels)"
+        )
 
 
 @dataclass(frozen=True)
@@ -267,6 +327,9 @@ def expand_trials(study: Study) -> list[TrialSpec]:
                 "to re-noise at a trial dose (use dose null for it)"
             )
         test_sets = list(dict.fromkeys([dataset, *train.test_sets]))
+        for name in test_sets:
+            if name in study.imports:
+                _check_imported_classes(study, name, classes)
         base: dict[str, Any] = {
             "study": study.name,
             "study_seed": study.seed,
@@ -336,10 +399,10 @@ def _training_count(study: Study, name: str, requested: int | None, field: str) 
     if requested is None:
         return available
     if requested > available:
-        spec = study.dataset_spec(name)
+        size = dataset_info(study, name)["size"]
         raise GridError(
             f"cyclegan.{field} {requested} exceeds the {available} training images of "
-            f"dataset {name} (size {spec.size})"
+            f"dataset {name} (size {size})"
         )
     return requested
 

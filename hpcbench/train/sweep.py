@@ -73,7 +73,11 @@ class SweepResult:
 
 
 def dataset_dirs(study: Study, root: Path, trials: list[TrialSpec]) -> dict[str, str]:
-    """Directory of every dataset the trials read; raises :class:`TrainError` if missing."""
+    """Directory of every dataset the trials read; raises :class:`TrainError` if missing.
+
+    Imported datasets (``imports``) are found by the hash of their source files, so an
+    edited source file also reads as not imported; ``hpcbench generate`` imports them.
+    """
     names = sorted({name for t in trials for name in t.config["datasets"]})
     dirs: dict[str, str] = {}
     missing = []
@@ -92,9 +96,10 @@ def dataset_dirs(study: Study, root: Path, trials: list[TrialSpec]) -> dict[str,
             if len(missing) == 1
             else f"datasets {', '.join(missing)} are"
         )
+        imported = " (imported datasets too)" if any(n in study.imports for n in missing) else ""
         raise TrainError(
             f"{what} not generated (or incomplete) under {study.output_dir(root)}: "
-            "run `hpcbench generate` on the study first (same --root)"
+            f"run `hpcbench generate` on the study first (same --root){imported}"
         )
     return dirs
 
@@ -258,7 +263,7 @@ def train(
                 )
         if trials:
             dirs = {**dirs, **dataset_dirs(study, root, trials)}
-            result = _sweep(study, trials, dirs, phase="train", **common)
+            result = _sweep(study, trials, dirs, phase="train", upstream=cyclegan_trials, **common)
         else:
             storage = (study.output_dir(root) / "tune").resolve()
             result = SweepResult([], [], [], storage, uri)
@@ -284,6 +289,7 @@ def _sweep(
     dirs: dict[str, str],
     *,
     phase: str,
+    upstream: list[TrialSpec] | None = None,
     root: Path,
     uri: str,
     resume: bool,
@@ -296,7 +302,11 @@ def _sweep(
     log: Callable[[str], None],
     ensure_ray: Callable[[], None],
 ) -> SweepResult:
-    """One Tune experiment over ``trials`` (``phase`` ``train`` or ``cyclegan``)."""
+    """One Tune experiment over ``trials`` (``phase`` ``train`` or ``cyclegan``).
+
+    The segmentation grid is recorded in MLflow for the report, with the ``upstream``
+    CycleGAN trials it depends on (``kind: cyclegan``).
+    """
     from hpcbench.tracking import (
         MLflowTracker,
         client_for,
@@ -315,7 +325,11 @@ def _sweep(
             experiment_id,
             study=study.name,
             grid=grid,
-            trials=[{"key": t.key, "condition": t.label, "repeat": t.repeat} for t in trials],
+            trials=[{"key": t.key, "condition": t.label, "repeat": t.repeat} for t in trials]
+            + [
+                {"key": t.key, "condition": t.label, "repeat": t.repeat, "kind": "cyclegan"}
+                for t in upstream or []
+            ],
             spec=study.model_dump(mode="json"),
         )
     storage = (study.output_dir(root) / "tune").resolve()

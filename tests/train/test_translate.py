@@ -20,6 +20,7 @@ from train_helpers import write_dataset
 from hpcbench.datasets.manifest import read_manifest, verify
 from hpcbench.datasets.read import read_dataset
 from hpcbench.datasets.schema import images_to_numpy
+from hpcbench.datasets.show import class_names
 from hpcbench.study import Study, dataset_hash, validate_study_data
 from hpcbench.train.cyclegan import load_translator
 from hpcbench.train.grid import expand_cyclegan_trials, expand_trials
@@ -135,6 +136,7 @@ def test_the_translated_dataset_keeps_labels_and_records_its_provenance(done: Do
     source = read_dataset(study.dataset_dir(root, "sim"))
     translated = read_dataset(directory)
     assert "clean" not in translated.column_names
+    assert class_names(directory) == {1: "anion_vacancy"}  # the source's labels
     for column in ("sample_id", "mask", "coordinates"):
         assert translated.column(column).equals(source.column(column))
     images = images_to_numpy(translated, "image")
@@ -190,3 +192,38 @@ def test_translating_without_a_trained_cyclegan_is_one_line(tmp_path: Path) -> N
     with pytest.raises(TrainError, match=r"translate.sim-gan: the CycleGAN trial \w+ .* train"):
         translate_dataset(study, "sim-gan", root=tmp_path, log=lambda _: None)
     assert not study.dataset_dir(tmp_path, "sim-gan").exists()
+
+
+def test_the_report_shows_this_grids_cyclegan_and_both_training_sets(
+    done: Done, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    from hpcbench.report.build import build_report
+
+    # A complete CycleGAN run of an earlier version of the study in the same experiment
+    # is not part of the reported grid and must not be reported.
+    client = _client(done)
+    experiment = client.get_experiment_by_name("translate")
+    stale = client.create_run(
+        experiment.experiment_id,
+        tags={
+            "hpcbench.kind": "cyclegan",
+            "hpcbench.complete": "true",
+            "hpcbench.study": "translate",
+            "hpcbench.trial_key": "000000000000",
+        },
+    )
+    client.log_metric(stale.info.run_id, "test/frechet_distance", 99.0)
+    client.set_terminated(stale.info.run_id, "FINISHED")
+    out = tmp_path / "report"
+    build_report("translate", tracking_uri=done.result.tracking_uri, out=out)
+    text = (out / "report.md").read_text()
+    assert "## CycleGAN translation" in text and "spectral-v1" in text
+    cyclegan = pd.read_csv(out / "tables" / "cyclegan.csv", dtype={"trial_key": str})
+    assert list(cyclegan["trial_key"]) == [expand_cyclegan_trials(done.study)[0].key]
+    results = pd.read_csv(out / "results.csv")
+    assert sorted(results["dataset"]) == ["sim", "sim-gan"]
+    assert results["test/exp/detection_f1"].notna().all()
+    # Each level's own held-out split is reported once, as "held-out", not per set.
+    assert "F1 (test: sim)" not in text and "F1 (test: exp)" in text
