@@ -55,6 +55,7 @@ from hpcbench.report.statistics import (
     fit_dose_outcome,
     fit_size_outcome,
     kruskal_wallis_outcome,
+    paired_comparisons,
     pairwise_mann_whitney,
     summarize,
 )
@@ -75,6 +76,7 @@ class AxisAnalysis:
     summaries: dict[str, pd.DataFrame] = field(default_factory=dict)
     tests: dict[str, TestOutcome] = field(default_factory=dict)
     pairwise: dict[str, pd.DataFrame] = field(default_factory=dict)
+    paired: dict[str, pd.DataFrame] = field(default_factory=dict)
     fits: dict[str, dict[str, FitOutcome]] = field(default_factory=dict)
     figures: list[tuple[str, str]] = field(default_factory=list)
     missing_levels: list[Any] = field(default_factory=list)
@@ -213,6 +215,10 @@ def _analyse_axis(
         if len(levels) <= 12:
             pairs = pairwise_mann_whitney(groups)
             analysis.pairwise[metric] = pd.DataFrame([vars(p) for p in pairs])
+            matched = _matched_pairs(runs, axis, levels, metric, other_axes)
+            if matched:
+                paired = paired_comparisons(matched, seed=seed)
+                analysis.paired[metric] = pd.DataFrame([vars(p) for p in paired])
         if axis in ("dose", "train_size"):
             fitter = fit_dose_outcome if axis == "dose" else fit_size_outcome
             per_group: dict[str, FitOutcome] = {}
@@ -227,6 +233,31 @@ def _analyse_axis(
                     )
             analysis.fits[metric] = per_group
     return analysis
+
+
+def _matched_pairs(
+    runs: pd.DataFrame, axis: str, levels: list[Any], metric: str, other_axes: list[str]
+) -> dict[tuple[Any, Any], tuple[list[float], list[float]]]:
+    """Runs of each pair of levels matched by repeat (seed) and the other axes' values.
+
+    Pairs of levels with fewer than two matches are left out.
+    """
+    keys = ["repeat", *other_axes]
+    tables = {}
+    for level in levels:
+        part = _select(runs, axis, level)
+        if len(part):
+            frame = part[[*keys, metric]].copy()
+            frame[keys] = frame[keys].astype(str)  # NaN-safe, hashable join keys
+            tables[level] = frame.drop_duplicates(keys).set_index(keys)[metric]
+    out: dict[tuple[Any, Any], tuple[list[float], list[float]]] = {}
+    present = list(tables)
+    for i, a in enumerate(present):
+        for b in present[i + 1 :]:
+            joined = pd.concat([tables[a], tables[b]], axis=1, join="inner", keys=["a", "b"])
+            if len(joined) >= 2:
+                out[(a, b)] = (joined["a"].tolist(), joined["b"].tolist())
+    return out
 
 
 def _conditions(runs: pd.DataFrame, axes: list[str], metrics: list[str], seed: int) -> pd.DataFrame:
@@ -506,6 +537,9 @@ def build_report(
             if analysis.pairwise:
                 pairwise = pd.concat([f.assign(metric=m) for m, f in analysis.pairwise.items()])
                 _write_csv(pairwise, work / "tables" / f"{axis}-pairwise.csv")
+            if analysis.paired:
+                paired = pd.concat([f.assign(metric=m) for m, f in analysis.paired.items()])
+                _write_csv(paired, work / "tables" / f"{axis}-paired.csv")
             hue = "model" if axis != "model" and "model" in table.axes else None
             for metric in shown:
                 name = f"figures/{axis}-{metric.replace('/', '-')}.png"

@@ -162,7 +162,10 @@ def _setup(report: Report) -> list[Block]:
             "(structures never seen in training); pixel scores are macro averages over the "
             "trained classes (background excluded); detection scores match "
             "Laplacian-of-Gaussian blobs on the class probability maps to the labelled "
-            "sites one-to-one within the matching radius.",
+            "sites one-to-one within the matching radius. Repeat r has the same seed in "
+            "every condition, so runs that share the repeat and the other axes differ only "
+            "by the compared axis: paired comparisons (Wilcoxon signed-rank on their "
+            "differences) test that, and have more power than the group tests.",
         )
     )
     return out
@@ -196,6 +199,29 @@ def _axis_text(axis: str, value: Any) -> str:
     if axis == "dose":
         return "stored" if value is None else f"{float(value):.0e}"
     return str(value)
+
+
+def _paired_sentence(axis: str, paired: Any) -> str:
+    """The paired comparisons of one metric: all of up to three pairs, else the significant."""
+    rows = list(paired.itertuples(index=False))
+    shown = rows if len(rows) <= 3 else [r for r in rows if r.significant]
+    head = "Paired by seed (runs sharing the repeat and the other axes):"
+    if not shown:
+        return f"{head} no pair of levels differs after Holm correction (Wilcoxon signed-rank)."
+    parts = []
+    for r in shown:
+        test = (
+            f"Wilcoxon signed-rank p = {_p(r.p_value)}"
+            + (f", Holm {_p(r.p_holm)}" if len(rows) > 1 else "")
+            if math.isfinite(r.p_value)
+            else "too few pairs to test"
+        )
+        parts.append(
+            f"{level_label(axis, r.b)} − {level_label(axis, r.a)} = "
+            f"{r.mean_difference:+.3f} (95 % CI {_num(r.ci_low)}–{_num(r.ci_high)}), "
+            f"higher in {r.higher} of {r.n} pairs ({test})"
+        )
+    return f"{head} " + "; ".join(parts) + "."
 
 
 def _axis_blocks(report: Report, analysis: AxisAnalysis) -> list[Block]:
@@ -251,6 +277,9 @@ def _axis_blocks(report: Report, analysis: AxisAnalysis) -> list[Block]:
                 )
             elif outcome is not None and outcome.result is not None:
                 sentences.append("No pair differs after Holm correction (Mann–Whitney U).")
+        paired = analysis.paired.get(metric)
+        if paired is not None and not paired.empty:
+            sentences.append(_paired_sentence(axis, paired))
         out.append(("h3", label))
         out.append(("p", " ".join(sentences)))
         rows = [

@@ -64,6 +64,7 @@ __all__ = [
     "FitOutcome",
     "FitResult",
     "LevelSummary",
+    "PairedResult",
     "PairwiseResult",
     "TestOutcome",
     "TestResult",
@@ -75,6 +76,7 @@ __all__ = [
     "holm",
     "kruskal_wallis",
     "kruskal_wallis_outcome",
+    "paired_comparisons",
     "pairwise_mann_whitney",
     "summarize",
 ]
@@ -439,6 +441,114 @@ def pairwise_mann_whitney(
                 n_b=int(data[b].size),
                 statistic=u,
                 p_value=p,
+                p_holm=float(p_adj),
+                significant=bool(np.isfinite(p_adj) and p_adj < alpha),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """Paired comparison of two levels over runs that share a seed (and other axes).
+
+    Attributes
+    ----------
+    a, b : Any
+        The two levels; differences are ``b - a``.
+    n : int
+        Matched pairs with finite values of both [1].
+    higher : int
+        Pairs where ``b`` scored higher than ``a`` [1].
+    lower : int
+        Pairs where ``b`` scored lower [1].
+    mean_difference : float
+        Mean of ``b - a`` [metric unit]; NaN without pairs.
+    ci_low, ci_high : float
+        95 % percentile-bootstrap CI of the mean difference [metric unit].
+    statistic : float
+        Wilcoxon signed-rank statistic [1]; NaN when not tested.
+    p_value : float
+        Two-sided p-value of the signed-rank test (exact for small n) [1]; NaN with
+        fewer than two non-zero differences.
+    p_holm : float
+        Holm-adjusted across the axis's pairs of one metric [1].
+    significant : bool
+        ``p_holm < alpha``.
+    """
+
+    a: Any
+    b: Any
+    n: int
+    higher: int
+    lower: int
+    mean_difference: float
+    ci_low: float
+    ci_high: float
+    statistic: float
+    p_value: float
+    p_holm: float
+    significant: bool
+
+
+def paired_comparisons(
+    pairs: Mapping[tuple[Any, Any], tuple[Sequence[float], Sequence[float]]],
+    *,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> list[PairedResult]:
+    """Wilcoxon signed-rank tests of matched runs, one per pair of levels, Holm-adjusted.
+
+    hpcbench gives repeat ``r`` the same seed in every condition (common random
+    numbers), so the runs of two levels that share the repeat and every other axis
+    differ only by the level: the differences of matched runs are a paired sample, which
+    has more power than comparing the two groups as independent (Mann-Whitney).
+
+    Parameters
+    ----------
+    pairs : Mapping
+        ``(a, b)`` → ``(values_a, values_b)``, matched element by element [metric unit];
+        pairs where either is NaN are dropped.
+    alpha : float, optional
+        Family-wise significance level [1].
+    seed : int, optional
+        Seed of the bootstrap CI.
+
+    Returns
+    -------
+    list of PairedResult
+        In mapping order. Pairs with fewer than two non-zero differences are listed with
+        NaN statistics and do not count toward the Holm correction.
+    """
+    raw: list[tuple[tuple[Any, Any], NDArray[np.float64], float, float]] = []
+    for key, (values_a, values_b) in pairs.items():
+        xa = np.asarray(values_a, dtype=np.float64).ravel()
+        xb = np.asarray(values_b, dtype=np.float64).ravel()
+        if xa.shape != xb.shape:
+            raise ValueError(f"pair {key}: {xa.size} and {xb.size} values are not matched")
+        keep = np.isfinite(xa) & np.isfinite(xb)
+        diff = xb[keep] - xa[keep]
+        statistic = p_value = math.nan
+        if np.count_nonzero(diff) >= 2:
+            res = stats.wilcoxon(diff, zero_method="wilcox", alternative="two-sided")
+            statistic, p_value = float(res.statistic), float(res.pvalue)
+        raw.append((key, diff, statistic, p_value))
+    adjusted = holm([p for *_, p in raw])
+    out: list[PairedResult] = []
+    for ((a, b), diff, statistic, p_value), p_adj in zip(raw, adjusted, strict=True):
+        low, high = bootstrap_ci(diff, seed=seed)
+        out.append(
+            PairedResult(
+                a=a,
+                b=b,
+                n=int(diff.size),
+                higher=int(np.count_nonzero(diff > 0)),
+                lower=int(np.count_nonzero(diff < 0)),
+                mean_difference=float(diff.mean()) if diff.size else math.nan,
+                ci_low=low,
+                ci_high=high,
+                statistic=statistic,
+                p_value=p_value,
                 p_holm=float(p_adj),
                 significant=bool(np.isfinite(p_adj) and p_adj < alpha),
             )

@@ -111,3 +111,22 @@ def test_architecture_by_number_of_classes_table(tmp_path: Path) -> None:
     expected = runs[(runs["model"] == "unet") & (runs["n_classes"] == 3)]["heldout/f1"].mean()
     assert table.loc[table["model"] == "unet", "3"].item() == pytest.approx(expected)
     assert "## Architecture × number of classes" in (out / "report.md").read_text()
+
+
+def test_paired_comparison_by_seed(tmp_path: Path) -> None:
+    from scipy import stats
+
+    uri = _make_store(tmp_path, doses=DOSES[:2], repeats=4)
+    out = tmp_path / "report"
+    build_report(STUDY, tracking_uri=uri, out=out)
+    paired = pd.read_csv(out / "tables" / "model-paired.csv")
+    row = paired[paired["metric"] == "heldout/f1"].iloc[0]
+    assert (row["a"], row["b"], row["n"]) == ("fcn", "unet", 4 * 2)  # repeats x doses
+    # The same pairs by hand: match runs on repeat and dose.
+    runs = pd.read_csv(out / "results.csv")
+    wide = runs.pivot_table(index=["repeat", "dose"], columns="model", values="heldout/f1")
+    diff = (wide["unet"] - wide["fcn"]).to_numpy()
+    assert row["mean_difference"] == pytest.approx(diff.mean())
+    assert row["p_value"] == pytest.approx(stats.wilcoxon(diff).pvalue)
+    assert row["higher"] == int((diff > 0).sum())
+    assert "Paired by seed" in (out / "report.md").read_text()

@@ -272,3 +272,31 @@ def test_module_runs_fast() -> None:
     st.summarize({k: list(range(30)) for k in range(10)})
     st.fit_dose(np.logspace(4, 8, 20), 0.9 - 0.6 * np.exp(-np.logspace(4, 8, 20) / 3e5))
     assert time.perf_counter() - start < 5.0
+
+
+def test_paired_comparisons_match_scipy_and_count_wins() -> None:
+    from scipy import stats
+
+    a = [0.50, 0.40, 0.60, 0.55, 0.30, math.nan]
+    b = [0.60, 0.60, 0.55, 0.85, 0.45, 0.90]
+    (result,) = st.paired_comparisons({("raw", "gan"): (a, b)}, seed=1)
+    diff = np.array([0.10, 0.20, -0.05, 0.30, 0.15])  # the NaN pair is dropped
+    assert (result.a, result.b, result.n, result.higher, result.lower) == ("raw", "gan", 5, 4, 1)
+    assert result.mean_difference == pytest.approx(diff.mean())
+    expected = stats.wilcoxon(diff)
+    assert result.statistic == pytest.approx(expected.statistic)
+    assert result.p_value == pytest.approx(expected.pvalue)
+    assert result.ci_low < diff.mean() < result.ci_high
+
+
+def test_paired_comparisons_exact_p_of_five_wins_and_holm() -> None:
+    wins = ([0.1, 0.2, 0.3, 0.4, 0.5], [0.2, 0.4, 0.6, 0.8, 1.0])
+    ties = ([0.1, 0.2, 0.3], [0.1, 0.2, 0.3])
+    first, second = st.paired_comparisons({("x", "y"): wins, ("x", "z"): ties})
+    # All five differences positive: the exact two-sided signed-rank p is 2 / 2**5.
+    assert first.higher == 5 and first.p_value == pytest.approx(2 / 32)
+    # No non-zero difference: not tested, and not counted by Holm.
+    assert math.isnan(second.p_value) and second.n == 3 and second.higher == 0
+    assert first.p_holm == pytest.approx(first.p_value)
+    with pytest.raises(ValueError, match="not matched"):
+        st.paired_comparisons({("x", "y"): ([1.0, 2.0], [1.0])})
