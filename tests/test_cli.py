@@ -186,7 +186,10 @@ def test_train_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     text = (STUDIES / "quickstart.yaml").read_text()
     no_train.write_text(text[: text.index("train:")])
     assert main(["train", str(no_train), "--root", str(root)]) == 2
-    assert capsys.readouterr().err == f"{no_train}: (top level): the study has no train or cyclegan section\n"
+    assert (
+        capsys.readouterr().err
+        == f"{no_train}: (top level): the study has no train or cyclegan section\n"
+    )
     # Datasets not generated: one line, nothing created, Ray not started.
     quickstart = str(STUDIES / "quickstart.yaml")
     assert main(["train", quickstart, "--root", str(root), "--smoke"]) == 2
