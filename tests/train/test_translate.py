@@ -1,7 +1,8 @@
 """The seed-000 workflow through ``train``: CycleGAN trial → translated dataset → FCNs.
 
-One embedded Ray, a real SQLite MLflow store and real (tiny) datasets; the CycleGAN and
-FCNs are tiny so the whole stage runs in well under a minute on two cores.
+A Ray head and a worker node (the trials and the translation tasks are spread over
+both), a real SQLite MLflow store and real (tiny) datasets; the CycleGAN and FCNs are
+tiny so the whole stage runs in well under a minute on two cores.
 """
 
 from __future__ import annotations
@@ -71,23 +72,27 @@ STUDY: dict[str, Any] = {
 }
 
 
+pytestmark = pytest.mark.cluster
+
+
 @dataclass
 class Done:
     study: Study
     root: Path
     result: SweepResult
     lines: list[str]
+    address: str
 
 
 @pytest.fixture(scope="module")
-def done(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Done]:
+def done(tmp_path_factory: pytest.TempPathFactory, two_node_cluster: str) -> Iterator[Done]:
     study = validate_study_data(STUDY)
     root = tmp_path_factory.mktemp("translate")
     for name in ("sim", "exp"):
         write_dataset(study, name, root)
     lines: list[str] = []
-    result = train(study, root=root, verbose=0, log=lines.append)
-    yield Done(study, root, result, lines)
+    result = train(study, root=root, address=two_node_cluster, verbose=0, log=lines.append)
+    yield Done(study, root, result, lines, two_node_cluster)
 
 
 def _client(done: Done) -> Any:
@@ -169,14 +174,14 @@ def test_a_rerun_redoes_nothing_and_a_damaged_shard_is_retranslated(done: Done) 
     shard = sorted(directory.glob("shard-*.parquet"))[1]
     before = shard.read_bytes()
     lines: list[str] = []
-    again = train(study, root=root, verbose=0, log=lines.append)
+    again = train(study, root=root, address=done.address, verbose=0, log=lines.append)
     assert not again.errored and len(_runs(done, "cyclegan")) == 1
     assert any("complete" in line for line in lines)
     shard.write_bytes(b"damaged")
     os.utime(shard)
     import ray
 
-    ray.init(num_cpus=2, object_store_memory=100 * 1024**2)
+    ray.init(address=done.address)
     try:
         translate_dataset(study, "sim-gan", root=root, log=lines.append)
     finally:
