@@ -66,7 +66,7 @@ from hpcbench.models.cyclegan import (
     make_optimizers,
 )
 from hpcbench.train.data import ImageSet
-from hpcbench.train.grid import Split, split_samples
+from hpcbench.train.grid import Split, config_split
 
 __all__ = [
     "BEST",
@@ -550,16 +550,7 @@ class CycleGANTrainer:
 
     def split(self, name: str) -> Split:
         """The training/validation/test split of dataset ``name``."""
-        info = self.config["datasets"][name]
-        split = self.config["split"]
-        return split_samples(
-            int(self.config["study_seed"]),
-            str(info.get("split_name", name)),
-            size=int(info["size"]),
-            images_per_structure=int(info["images_per_structure"]),
-            validation=float(split["validation"]),
-            test=float(split["test"]),
-        )
+        return config_split(self.config, name)
 
     def _image_set(self, name: str, ids: NDArray[np.int64]) -> ImageSet:
         return ImageSet(

@@ -40,6 +40,7 @@ __all__ = [
     "Split",
     "TrialSpec",
     "condition_label",
+    "config_split",
     "dataset_info",
     "expand_cyclegan_trials",
     "expand_trials",
@@ -149,6 +150,24 @@ def split_dataset(study: Study, name: str) -> Split:
         images_per_structure=per_structure,
         validation=fractions.validation,
         test=fractions.test,
+    )
+
+
+def config_split(config: Mapping[str, Any], name: str) -> Split:
+    """The split of dataset ``name`` as a resolved trial config describes it.
+
+    Trials run from their config alone (no study); a translated dataset's entry names
+    the dataset its split is drawn from (``split_name``).
+    """
+    info = config["datasets"][name]
+    fractions = config["split"]
+    return split_samples(
+        int(config["study_seed"]),
+        str(info.get("split_name", name)),
+        size=int(info["size"]),
+        images_per_structure=int(info["images_per_structure"]),
+        validation=float(fractions["validation"]),
+        test=float(fractions["test"]),
     )
 
 

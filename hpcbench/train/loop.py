@@ -45,7 +45,7 @@ from hpcbench.metrics import (
 from hpcbench.models import build_model, output_stride
 from hpcbench.study import ModelSpec
 from hpcbench.train.data import ImageSet, augment, normalize
-from hpcbench.train.grid import Split, split_samples
+from hpcbench.train.grid import Split, config_split
 from hpcbench.train.losses import SegmentationLoss
 
 __all__ = ["Trainer", "load_checkpoint", "predict"]
@@ -169,16 +169,7 @@ class Trainer:
 
     def split(self, name: str) -> Split:
         """The train/validation/test split of dataset ``name`` (a translation: its source's)."""
-        info = self.config["datasets"][name]
-        split = self.config["split"]
-        return split_samples(
-            int(self.config["study_seed"]),
-            str(info.get("split_name", name)),
-            size=int(info["size"]),
-            images_per_structure=int(info["images_per_structure"]),
-            validation=float(split["validation"]),
-            test=float(split["test"]),
-        )
+        return config_split(self.config, name)
 
     def _image_set(self, name: str, ids: NDArray[np.int64]) -> ImageSet:
         if name not in self.data_dirs:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,13 +72,18 @@ class SweepResult:
     translated: dict[str, Path] = field(default_factory=dict)
 
 
-def dataset_dirs(study: Study, root: Path, trials: list[TrialSpec]) -> dict[str, str]:
+def dataset_dirs(
+    study: Study, root: Path, trials: list[TrialSpec], *, skip: Collection[str] = ()
+) -> dict[str, str]:
     """Directory of every dataset the trials read; raises :class:`TrainError` if missing.
+
+    Datasets in ``skip`` (translated ones, made later by the train stage itself) are
+    not looked up.
 
     Imported datasets (``imports``) are found by the hash of their source files, so an
     edited source file also reads as not imported; ``hpcbench generate`` imports them.
     """
-    names = sorted({name for t in trials for name in t.config["datasets"]})
+    names = sorted({name for t in trials for name in t.config["datasets"]} - set(skip))
     dirs: dict[str, str] = {}
     missing = []
     for name in names:
@@ -125,24 +130,6 @@ def _param_space(
             ]
         )
     }
-
-
-def _pending_datasets(study: Study, trials: list[TrialSpec]) -> list[TrialSpec]:
-    """The trials minus the datasets that translation makes (checked after it)."""
-    return [
-        TrialSpec(
-            key=t.key,
-            condition=t.condition,
-            repeat=t.repeat,
-            config={
-                **t.config,
-                "datasets": {
-                    n: v for n, v in t.config["datasets"].items() if n not in study.translate
-                },
-            },
-        )
-        for t in trials
-    ]
 
 
 def train(
@@ -213,7 +200,7 @@ def train(
     root = Path(root)
     cyclegan_trials = expand_cyclegan_trials(study)
     trials = expand_trials(study) if study.train is not None else []
-    dirs = dataset_dirs(study, root, [*cyclegan_trials, *_pending_datasets(study, trials)])
+    dirs = dataset_dirs(study, root, [*cyclegan_trials, *trials], skip=study.translate)
     uri = tracking_uri or default_tracking_uri(root)
     weights = inception_weights or os.environ.get("HPCBENCH_INCEPTION_WEIGHTS")
     if study.cyclegan is not None and study.cyclegan.fid.features == "inception" and not weights:

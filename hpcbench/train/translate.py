@@ -200,6 +200,7 @@ def translate_dataset(
     except ManifestError:
         manifest = None
     layout = source.layout
+    done: set[int] = set()
     if manifest is not None:
         problems = check_shards(directory, manifest, layout)
         done = {first for first, problem in problems.items() if problem is None}
@@ -238,29 +239,22 @@ def translate_dataset(
                 "images": "F(source image) in [-1, 1], labels of the source",
             },
         )
-        done = set()
-    else:
-        done = {
-            first
-            for first, problem in check_shards(directory, manifest, layout).items()
-            if problem is None
-        }
+        done = set()  # another generator: every shard again
     todo = [first for first, _ in layout if first not in done]
     seed = translation_seed(study, name)
     threads = max(1, int(cpus))
     task: Any = ray.remote(num_cpus=cpus)(translate_shard)  # type: ignore[arg-type]
-    refs = {
+    pending = [
         task.remote(
             str(source_dir / source.shards[first].file),
             str(generator),
             str(directory),
             seed=seed,
             threads=threads,
-        ): first
+        )
         for first in todo
-    }
+    ]
     log(f"translate {name}: {len(todo)} of {len(layout)} shards with CycleGAN run {run_id}")
-    pending = list(refs)
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
         record: ShardRecord = ray.get(ready[0])
