@@ -32,7 +32,8 @@ from pydantic import (
     model_validator,
 )
 
-from hpcbench.structures.defects import DefectName, GrapheneDefect, MX2Defect
+from hpcbench.defects import DefectName, GrapheneDefect, MX2Defect
+from hpcbench.optics import max_scattering_angle
 
 if TYPE_CHECKING:
     from hpcbench.datasets.importer import ImportRecord
@@ -398,9 +399,6 @@ class MultisliceSimulation(_Optics):
 
     @model_validator(mode="after")
     def _grid_resolves_detector(self) -> Self:
-        # Imported here: hpcbench.simulate's modules import this one for their specs.
-        from hpcbench.simulate.optics import max_scattering_angle
-
         limit = max_scattering_angle(self.energy, self.sampling)
         if self.detector.outer > limit:
             raise ValueError(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from hpcbench.datasets.schema import coordinates_type, tensor_column
+from hpcbench.defects import GrapheneDefect, MX2Defect
 from hpcbench.seeding import Stream, seed_int, seed_sequence, stream_rng
 from hpcbench.simulate.corrupt import (
     CorruptionParams,
@@ -248,10 +249,6 @@ def _build_shard(study: Study, name: str, shard_index: int) -> pa.Table:
 
 
 def _defect_names(spec: DatasetSpec) -> list[str]:
-    from typing import get_args
-
-    from hpcbench.structures.defects import GrapheneDefect, MX2Defect
-
     family = MX2Defect if spec.structure.kind == "mx2" else GrapheneDefect
     return [*get_args(family), "beam_damage"] if spec.structure.messy else list(get_args(family))
 

@@ -9,6 +9,7 @@ Plain functions; no Ray or MLflow here. A structure's clean cell image
 
 from __future__ import annotations
 
+from hpcbench.optics import max_scattering_angle, wavelength
 from hpcbench.simulate.corrupt import (
     CorruptionParams,
     add_noise,
@@ -35,7 +36,6 @@ from hpcbench.simulate.labels import (
     render_mask,
     site_table,
 )
-from hpcbench.simulate.optics import max_scattering_angle, wavelength
 from hpcbench.simulate.periodic import PeriodicImage
 from hpcbench.simulate.stem import (
     configure_threads,

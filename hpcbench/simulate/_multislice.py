@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from hpcbench.simulate.optics import wavelength
+from hpcbench.optics import wavelength
 
 __all__ = ["DEFAULT_BATCH", "antialias_aperture", "multislice_haadf"]
 

@@ -84,8 +84,8 @@ import scipy.fft
 from ase import Atoms
 from numpy.typing import NDArray
 
+from hpcbench.optics import wavelength
 from hpcbench.simulate._grid import fft_size, grid_shape
-from hpcbench.simulate.optics import wavelength
 from hpcbench.simulate.periodic import PeriodicImage
 from hpcbench.study import IncoherentSimulation, MultisliceSimulation
 

@@ -21,8 +21,8 @@ from ase import Atoms
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
+from hpcbench.defects import DEFECT_CODES
 from hpcbench.simulate.crop import CropGeometry
-from hpcbench.structures.defects import DEFECT_CODES
 from hpcbench.study import LabelSpec
 
 __all__ = [
@@ -45,7 +45,7 @@ class Sites:
     x, y : ndarray of float32, shape (n,)
         Pixel coordinates [px] (``x`` along columns, ``y`` along rows).
     code : ndarray of int16, shape (n,)
-        Defect code (:data:`~hpcbench.structures.defects.DEFECT_CODES`; 0 = lattice).
+        Defect code (:data:`~hpcbench.defects.DEFECT_CODES`; 0 = lattice).
     z_number : ndarray of int16, shape (n,)
         Atomic number; 0 for a vacancy site; for a merged column, the sum over its atoms.
     vacancy : ndarray of bool, shape (n,)

@@ -46,9 +46,9 @@ import numpy as np
 from ase import Atoms
 from numpy.typing import NDArray
 
+from hpcbench.optics import max_scattering_angle, wavelength
 from hpcbench.simulate._grid import _is_smooth, grid_shape
 from hpcbench.simulate._multislice import DEFAULT_BATCH, multislice_haadf
-from hpcbench.simulate.optics import max_scattering_angle, wavelength
 from hpcbench.simulate.periodic import PeriodicImage
 from hpcbench.study import MultisliceSimulation
 

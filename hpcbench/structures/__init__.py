@@ -1,4 +1,4 @@
-"""ASE structure builders with per-atom defect labels (see :mod:`.defects`).
+"""ASE structure builders with per-atom defect labels (see :mod:`hpcbench.defects`).
 
 :func:`build_structure` turns a study's structure spec into one labelled
 :class:`ase.Atoms`: lattice, defects, optional messy transforms, position noise.
@@ -6,13 +6,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from ase import Atoms
 
+from hpcbench.defects import DEFECT_CODES, DEFECT_NAMES
 from hpcbench.structures._util import as_generator, concentration_to_count
-from hpcbench.structures.defects import DEFECT_CODES, DEFECT_NAMES
 from hpcbench.structures.graphene import (
     GRAPHENE_DEFECTS,
     add_graphene_defects,
@@ -27,10 +25,7 @@ from hpcbench.structures.mx2 import (
     mx2,
     mx2_site_count,
 )
-
-if TYPE_CHECKING:
-    # hpcbench.study imports this package (for the defect names): no run-time import.
-    from hpcbench.study import DefectAmount, GrapheneStructure, MX2Structure
+from hpcbench.study import DefectAmount, GrapheneStructure, MX2Structure, sample_param
 
 __all__ = [
     "DEFECT_CODES",
@@ -54,8 +49,6 @@ __all__ = [
 
 
 def _count(amount: DefectAmount, n_sites: int, rng: np.random.Generator) -> int:
-    from hpcbench.study import sample_param
-
     if amount.count is not None:
         return int(sample_param(amount.count, rng))
     assert amount.concentration is not None  # DefectAmount holds exactly one

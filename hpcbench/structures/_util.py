@@ -9,7 +9,7 @@ import numpy as np
 from ase import Atoms
 from numpy.typing import ArrayLike, NDArray
 
-from hpcbench.structures.defects import DEFECT_CODES
+from hpcbench.defects import DEFECT_CODES
 
 __all__ = [
     "VACANCY_CLASSES",

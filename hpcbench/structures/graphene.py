@@ -15,6 +15,7 @@ import numpy as np
 from ase import Atoms
 from numpy.typing import NDArray
 
+from hpcbench.defects import DEFECT_CODES, GrapheneDefect
 from hpcbench.structures._util import (
     add_vacancy_sites,
     append_atoms,
@@ -26,7 +27,6 @@ from hpcbench.structures._util import (
     init_labels,
     validate_counts,
 )
-from hpcbench.structures.defects import DEFECT_CODES, GrapheneDefect
 
 __all__ = ["GRAPHENE_DEFECTS", "add_graphene_defects", "graphene", "graphene_site_count"]
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from ase import Atoms
 from numpy.typing import NDArray
 
+from hpcbench.defects import DEFECT_CODES
 from hpcbench.structures._util import (
     add_vacancy_sites,
     as_generator,
@@ -26,12 +27,7 @@ from hpcbench.structures._util import (
     delete_atoms,
     recount_defects,
 )
-from hpcbench.structures.defects import DEFECT_CODES
-
-if TYPE_CHECKING:
-    # hpcbench.study imports hpcbench.structures.defects; importing it at run time
-    # here would be circular, so sample_param is imported where it is used.
-    from hpcbench.study import Messy
+from hpcbench.study import Messy, sample_param
 
 __all__ = ["apply_messy", "beam_damage", "grain_boundary", "rotate_lattice"]
 
@@ -319,8 +315,6 @@ def apply_messy(
         ``grain_rotation`` [deg], ``grain_separation`` [Å] (NaN where not applied) and
         ``beam_damage_atoms`` (0 where not applied).
     """
-    from hpcbench.study import sample_param
-
     gen = as_generator(rng)
     left = structure(gen) if callable(structure) else structure
     record: dict[str, float | int] = {

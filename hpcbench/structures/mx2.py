@@ -24,6 +24,7 @@ from ase.build import mx2 as ase_mx2
 from ase.data import atomic_numbers
 from numpy.typing import NDArray
 
+from hpcbench.defects import DEFECT_CODES, MX2Defect
 from hpcbench.structures._util import (
     add_vacancy_sites,
     append_atoms,
@@ -35,7 +36,6 @@ from hpcbench.structures._util import (
     init_labels,
     validate_counts,
 )
-from hpcbench.structures.defects import DEFECT_CODES, MX2Defect
 
 __all__ = [
     "MX2_DEFECTS",

@@ -11,8 +11,8 @@ from abtem.antialias import antialias_aperture as abtem_antialias_aperture
 from abtem.measurements import _annular_detector_mask
 from numpy.typing import NDArray
 
+from hpcbench.optics import wavelength
 from hpcbench.simulate._multislice import _annular_mask, antialias_aperture, multislice_haadf
-from hpcbench.simulate.optics import wavelength
 from hpcbench.simulate.stem import configure_threads, simulate_haadf
 from hpcbench.study import MultisliceSimulation
 from tests.simulate.test_stem import CHEAP, wse2
