@@ -18,6 +18,13 @@ Choices made here, with the numbers that motivated them (2-core development mach
   probe, anti-aliasing and detector pixels; torch FFTs; 2 × slices FFTs a probe) unless
   ``engine="abtem"``: the quickstart's 1312-probe scan on one thread (loaded machine,
   FFT floor 13.7 s) took 13.2 s, against 48.9 s with abTEM and 20.2 s with PRISM.
+* **CUDA** (``device="cuda"``): the same engine runs its FFT loop on the GPU with
+  torch (H200, quickstart's 1312 probes: 37 ms, 1.55× the GPU FFT floor); the
+  potential is still built by abTEM on the CPU (1.4 s for the quickstart cell on 2
+  cores, now most of an image's time), so the GPU image starts from the CPU image's
+  potential and differs only by cuFFT's rounding (2.7e-5 of the image mean). abTEM on
+  a GPU (``engine="abtem"`` or PRISM) gets :data:`GPU_MAX_BATCH` probes a batch: on an
+  H200 its scan was 34× the FFT floor with 32 probes and 4.1× with 512.
 * **Aberrations** use abTEM's convention: ``defocus`` is ``-C10`` (positive defocus is
   underfocus, the probe focused above the entrance surface) and ``Cs`` is ``C30``.
   The seed-003 optics (80 keV, 25 mrad, defocus 40 Å, Cs 4·10⁵ Å = 40 µm) are
@@ -48,11 +55,12 @@ from numpy.typing import NDArray
 
 from hpcbench.optics import max_scattering_angle, wavelength
 from hpcbench.simulate._grid import _is_smooth, grid_shape
-from hpcbench.simulate._multislice import DEFAULT_BATCH, multislice_haadf
+from hpcbench.simulate._multislice import multislice_haadf
 from hpcbench.simulate.periodic import PeriodicImage
 from hpcbench.study import MultisliceSimulation
 
 __all__ = [
+    "GPU_MAX_BATCH",
     "NONPERIODIC_MARGIN",
     "PRISM_CHECK_MAX_NRMS",
     "PRISM_CHECK_MIN_R",
@@ -99,6 +107,21 @@ NONPERIODIC_MARGIN = 3.0
 # Probes per multislice batch. benchmarks/bench_stem.py, 270×240 grid, 896 probes, on a
 # loaded 2-core machine: batch 8 took 148 s, 32 took 36 s, 128 took 38 s, "auto" 54 s.
 MAX_BATCH: int | str = 32
+# abTEM's probes per batch on a GPU (the H200 figures in the module docstring).
+GPU_MAX_BATCH = 512
+
+
+def _device(device: str) -> Literal["cpu", "cuda"]:
+    """``"cpu"`` or ``"cuda"`` for a device name (``"gpu"`` is abTEM's name for CUDA)."""
+    if device == "cpu":
+        return "cpu"
+    if device in ("cuda", "gpu"):
+        return "cuda"
+    raise ValueError(f"device must be 'cpu' or 'cuda' (or abTEM's 'gpu'), got {device!r}")
+
+
+def _abtem_device(device: Literal["cpu", "cuda"]) -> str:
+    return "gpu" if device == "cuda" else "cpu"
 
 
 @contextmanager
@@ -419,6 +442,8 @@ def _verify_prism(
     reference = probe.scan(
         potential, scan=abtem.CustomScan(positions), detectors=detector, lazy=False
     )
+    if device == "gpu":
+        reference = reference.to_cpu()
     check = check_prism(
         values[index[:, 0], index[:, 1]],
         np.asarray(reference.array, dtype=np.float64).reshape(-1),
@@ -457,13 +482,14 @@ def simulate_haadf(
         Seed of the frozen-phonon displacements (ignored for one configuration, which
         is the static lattice).
     device : str
-        ``"cpu"`` or ``"gpu"`` (abTEM's device names).
+        ``"cpu"`` or ``"cuda"`` (``"gpu"``, abTEM's name, is taken for ``"cuda"``).
     engine : {"hpcbench", "abtem"}
-        Who scans the probe for ``method: multislice`` on the CPU: the batched engine
+        Who scans the probe for ``method: multislice``: the batched engine
         (:func:`~hpcbench.simulate._multislice.multislice_haadf`: abTEM's potential and
         probe; r = 1 - 3e-13 and at most 6e-6 relative difference against abTEM on the
-        test cells; about 1x the FFT floor at the quickstart settings) or
-        ``abtem.Probe.scan`` (about 5x the floor). PRISM and the GPU always use abTEM.
+        test cells; about 1x the FFT floor at the quickstart settings on the CPU; on
+        CUDA its FFT loop runs on the GPU, the potential is built on the CPU) or
+        ``abtem.Probe.scan`` (about 5x the floor). PRISM always uses abTEM.
 
     Returns
     -------
@@ -471,14 +497,16 @@ def simulate_haadf(
         ``array[y, x]`` (float64): fraction of the incident intensity reaching the
         detector at probe position ``(x, y) = (c · Lx / nx, r · Ly / ny)`` [Å], averaged
         over frozen phonons; ``metadata`` has the method, grid and scan sizes, the
-        interpolation and timings [s].
+        interpolation, ``engine`` (``"hpcbench"`` or ``"abtem"``), ``device``
+        (``"cpu"`` or ``"cuda"``) and timings [s].
 
     Raises
     ------
     ValueError
         If the grid cannot represent ``detector.outer`` after abTEM's anti-aliasing, the
-        cell is not orthogonal, a PRISM image with ``f > 1`` disagrees with multislice
-        at :data:`PRISM_CHECK_POSITIONS` of its positions (:func:`check_prism`), or
+        device is neither CPU nor CUDA, the cell is not orthogonal, a PRISM image with
+        ``f > 1`` disagrees with multislice at :data:`PRISM_CHECK_POSITIONS` of its
+        positions (:func:`check_prism`), or
         :func:`prism_error` predicts beyond :data:`PRISM_MIN_R` / :data:`PRISM_MAX_NRMS`.
     """
     import abtem
@@ -487,7 +515,7 @@ def simulate_haadf(
     # an image could depend on the machine's load; FFTW_ESTIMATE plans deterministically
     # (and was as fast here), so a shard rebuilt anywhere has the same bytes.
     with abtem.config.set({"fftw.planning_effort": "FFTW_ESTIMATE"}):
-        return _simulate_haadf(atoms, spec, seed=seed, device=device, engine=engine)
+        return _simulate_haadf(atoms, spec, seed=seed, device=_device(device), engine=engine)
 
 
 def _simulate_haadf(
@@ -495,7 +523,7 @@ def _simulate_haadf(
     spec: MultisliceSimulation,
     *,
     seed: int,
-    device: str,
+    device: Literal["cpu", "cuda"],
     engine: Literal["hpcbench", "abtem"],
 ) -> PeriodicImage:
     import abtem
@@ -535,7 +563,9 @@ def _simulate_haadf(
     check: PrismCheck | None = None
     total = np.zeros(scan_gpts, dtype=np.float64)
     configurations = _configurations(atoms, spec, seed)
-    own_engine = spec.method == "multislice" and engine == "hpcbench" and device == "cpu"
+    own_engine = spec.method == "multislice" and engine == "hpcbench"
+    # The own engine reads the potential from host memory (its prepare step is NumPy).
+    potential_device = "cpu" if own_engine else _abtem_device(device)
     probe_array: NDArray[np.complex64] | None = None
     if own_engine:
         probe_waves = _probe(spec, gpts=gpts, extent=extent).build((0.0, 0.0), lazy=False)
@@ -545,7 +575,7 @@ def _simulate_haadf(
         # Built once per configuration up front: a lazy potential is rebuilt for every
         # batch of probes.
         potential: Any = abtem.Potential(
-            configuration, gpts=gpts, slice_thickness=spec.slice_thickness, device=device
+            configuration, gpts=gpts, slice_thickness=spec.slice_thickness, device=potential_device
         ).build(lazy=False)
         tock = time.perf_counter()
         measurement: Any
@@ -559,28 +589,34 @@ def _simulate_haadf(
                 inner=spec.detector.inner,
                 outer=spec.detector.outer,
                 scan_gpts=scan_gpts,
-                batch=DEFAULT_BATCH,
+                device=device,
             )
             total += values
             time_potential += tock - tick
             time_scan += time.perf_counter() - tock
             continue
         if spec.method == "multislice":
-            probe = abtem.Probe(**optics, aberrations=aberrations, device=device)
+            probe = abtem.Probe(**optics, aberrations=aberrations, device=_abtem_device(device))
+            max_batch = GPU_MAX_BATCH if device == "cuda" else MAX_BATCH
             measurement = probe.scan(
-                potential, scan=scan, detectors=detector, max_batch=MAX_BATCH, lazy=True
+                potential, scan=scan, detectors=detector, max_batch=max_batch, lazy=True
             )
         else:
             s_matrix = abtem.SMatrix(
-                **optics, potential=potential, interpolation=interpolation, device=device
+                **optics,
+                potential=potential,
+                interpolation=interpolation,
+                device=_abtem_device(device),
             )
             ctf = abtem.CTF(**optics, aberration_coefficients=aberrations)
             measurement = s_matrix.scan(scan=scan, detectors=detector, ctf=ctf, lazy=True)
         measurement = measurement.compute(scheduler="synchronous", progress_bar=False)
+        if device == "cuda":
+            measurement = measurement.to_cpu()
         values = np.asarray(measurement.array, dtype=np.float64)
         if interpolation > 1 and check is None:
             check = _verify_prism(
-                values, potential, spec, detector, scan_gpts, extent, seed, device
+                values, potential, spec, detector, scan_gpts, extent, seed, _abtem_device(device)
             )
         total += values
         time_potential += tock - tick
