@@ -42,14 +42,17 @@ import argparse
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hpcbench.models.cyclegan import CycleGAN, CycleGANLosses, make_optimizers
+from hpcbench.models import build_cyclegan
+from hpcbench.models.cyclegan import CycleGAN, make_optimizers
+from hpcbench.plan import CycleGANTrial, dataset_dir
+from hpcbench.study import CycleGANConfig
 
 _DATASET: dict[str, Any] = {
     "structure": {
@@ -178,7 +181,7 @@ def write_dataset(study: Any, name: str, root: Path) -> Path:
     from hpcbench.datasets.samples import build_shard, shard_count
     from hpcbench.datasets.sink import write_shard
 
-    directory: Path = study.dataset_dir(root, name)
+    directory: Path = dataset_dir(study, root, name)
     manifest = Manifest.for_dataset(study, name)
     for shard in range(shard_count(study.datasets[name])):
         record = write_shard(build_shard(study, name, shard), directory)
@@ -187,32 +190,17 @@ def write_dataset(study: Any, name: str, root: Path) -> Path:
     return directory
 
 
-def fresh_cyclegan(model: Mapping[str, Any]) -> CycleGAN:
+def fresh_cyclegan(model: CycleGANConfig) -> CycleGAN:
     """A new CycleGAN of the trial's configuration (as the trainer builds it)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return CycleGAN(
-            1,
-            gen_width=int(model["gen_width"]),
-            gen_depth=int(model["gen_depth"]),
-            disc_width=int(model["disc_width"]),
-            disc_layers=int(model["disc_layers"]),
-            norm=model["norm"],
-            dropout=float(model["dropout"]),
-            losses=CycleGANLosses(
-                lambda_cyc=float(model["lambda_cyc"]),
-                lambda_id=float(model["lambda_id"]),
-                identity=model["identity"],
-                fft_weight=float(model["fft_weight"]),
-            ),
-            pool_size=int(model["pool_size"]),
-        )
+        return build_cyclegan(model)
 
 
 def bench_trainer(images: int, epochs: int, device: torch.device) -> None:
     """The trial's train_epoch and validate against a bare train_step loop."""
+    from hpcbench.plan import expand_cyclegan_trials
     from hpcbench.train.cyclegan import CycleGANTrainer
-    from hpcbench.train.grid import expand_cyclegan_trials
 
     study = make_study(images)
     with tempfile.TemporaryDirectory() as tmp:
@@ -220,29 +208,27 @@ def bench_trainer(images: int, epochs: int, device: torch.device) -> None:
         began = time.perf_counter()
         dirs = {name: str(write_dataset(study, name, root)) for name in ("sim", "exp")}
         written_s = time.perf_counter() - began
-        config = expand_cyclegan_trials(study)[0].config
-        trainer = CycleGANTrainer(config, dirs, device=str(device))
+        trial = expand_cyclegan_trials(study)[0].trial
+        assert isinstance(trial, CycleGANTrial)
+        trainer = CycleGANTrainer(trial, dirs, device=str(device))
         steps = trainer.steps_per_epoch()
         batch, patch = trainer.batch_size, trainer.patch_size
-        model_cfg = config["model"]
+        model_cfg = trial.model
         print(
             f"part trainer: {images} + {images} images of 64² px written in {written_s:.1f} s; "
             f"{len(trainer.source_train)} source / {len(trainer.target_train)} target "
             f"training images, {len(trainer.source_val)} + {len(trainer.target_val)} "
-            f"validation images ({config['fid']['features']})"
+            f"validation images ({trial.fid.features})"
         )
         print(
-            f"  gen_width {model_cfg['gen_width']}, gen_depth {model_cfg['gen_depth']}, "
-            f"disc_width {model_cfg['disc_width']}, disc_layers {model_cfg['disc_layers']}, "
+            f"  gen_width {model_cfg.gen_width}, gen_depth {model_cfg.gen_depth}, "
+            f"disc_width {model_cfg.disc_width}, disc_layers {model_cfg.disc_layers}, "
             f"patch {patch}, batch {batch}, {steps} steps/epoch; {epochs} timed epoch(s) "
             "after 1 warm-up epoch"
         )
 
         model = fresh_cyclegan(model_cfg).to(device)
-        betas = config["betas"]
-        opt_g, opt_d = make_optimizers(
-            model, float(config["learning_rate"]), (float(betas[0]), float(betas[1]))
-        )
+        opt_g, opt_d = make_optimizers(model, trial.learning_rate, trial.betas)
         generator = torch.Generator().manual_seed(0)
         x = (torch.rand(batch, 1, patch, patch, generator=generator) * 2 - 1).to(device)
         y = (torch.rand(batch, 1, patch, patch, generator=generator) * 2 - 1).to(device)

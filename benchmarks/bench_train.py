@@ -8,8 +8,9 @@ number of epochs. Every figure is a ratio against a reference measured in this r
 * **bare**: the images are loaded, normalised and cropped once into one tensor; the
   loop is only ``zero_grad, forward, loss, backward, step`` over fixed batches — the
   floor for this model on one core;
-* **trainer**: :class:`hpcbench.train.loop.Trainer` — reading Parquet views, re-noising
-  every clean frame at the trial dose each epoch, normalising, augmenting; plus its
+* **trainer**: :class:`hpcbench.train.segmentation.SegmentationTrainer` — reading Parquet
+  views, re-noising every clean frame at the trial dose each epoch, normalising,
+  augmenting; plus its
   validation pass per epoch. ``trainer / bare`` is the data pipeline's cost, and
   ``data share`` the fraction of training time spent making batches;
 * **tune**: :func:`hpcbench.train.sweep.train` running the same trial as a Ray Tune
@@ -33,6 +34,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from hpcbench.plan import dataset_dir
 
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "quickstart.yaml"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "train"))
@@ -87,9 +90,9 @@ def main() -> None:
 
     from train_helpers import write_dataset
 
+    from hpcbench.plan import expand_trials
     from hpcbench.tracking import client_for
-    from hpcbench.train.grid import expand_trials
-    from hpcbench.train.loop import Trainer
+    from hpcbench.train.segmentation import SegmentationTrainer
     from hpcbench.train.sweep import train
 
     torch.set_num_threads(1)
@@ -98,12 +101,12 @@ def main() -> None:
         root = Path(tmp)
         write_dataset(study, "wse2-incoherent", root)
         (trial,) = expand_trials(study)
-        dirs = {"wse2-incoherent": study.dataset_dir(root, "wse2-incoherent")}
+        dirs = {"wse2-incoherent": dataset_dir(study, root, "wse2-incoherent")}
         trained = trial.config["train_size"]
 
-        bare = bare_loop(Trainer({**trial.config, "key": trial.key}, dirs), args.epochs)
+        bare = bare_loop(SegmentationTrainer(trial.trial, dirs, key=trial.key), args.epochs)
 
-        trainer = Trainer({**trial.config, "key": trial.key}, dirs)
+        trainer = SegmentationTrainer(trial.trial, dirs, key=trial.key)
         began = time.perf_counter()
         history = [trainer.run_epoch() for _ in range(args.epochs)]
         trainer_wall = time.perf_counter() - began

@@ -10,9 +10,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from hpcbench.plan import Plan
 
 __all__ = ["UserError", "app", "main"]
 
@@ -62,46 +65,68 @@ DEFAULT_ROOT = Path("runs")
 
 @app.command()
 def validate(study: StudyArg, smoke: SmokeOpt = False) -> None:
-    """Check a study file and print a summary of what it would make."""
-    from hpcbench.study import dataset_hash, load_study
+    """Check a study file and print its plan: the datasets and trials it makes."""
+    from hpcbench.datasets.importer import ImageImportError
+    from hpcbench.plan import GridError, make_plan
+    from hpcbench.study import load_study
 
     spec = load_study(study, smoke=smoke)
+    plan = make_plan(spec)
+    for name in spec.imports:
+        try:
+            plan.import_record(name)  # reads and hashes the files
+        except ImageImportError as exc:
+            raise UserError(f"{study}: imports.{name}: {exc.lines[0]}", *exc.problems) from None
+    try:
+        lines = _plan_lines(plan)
+    except GridError as exc:
+        raise UserError(f"{study}: train: {exc}") from None
     typer.echo(f"{study}: valid study {spec.name!r} (seed {spec.seed})")
+    for line in lines:
+        typer.echo(line)
+
+
+def _plan_lines(plan: Plan) -> list[str]:
+    """The plan in words: one line per dataset, CycleGAN and segmentation grid."""
+    spec = plan.study
+    lines = []
     for name, dataset in spec.datasets.items():
-        typer.echo(
-            f"  dataset {name}-{dataset_hash(spec, name)}: {dataset.size} images "
+        lines.append(
+            f"  dataset {plan.dataset(name).dirname}: {dataset.size} images "
             f"{dataset.image.shape[0]}x{dataset.image.shape[1]} px, "
             f"{dataset.structure.kind} / {dataset.simulation.method}"
         )
-    if spec.cyclegan is not None:
-        cg = spec.cyclegan
-        models = cg.axes.model or [cg.default_model()]
-        typer.echo(
-            f"  cyclegan {cg.source} → {cg.target}: {len(models)} model(s) "
-            f"({', '.join(models)}) × {cg.repeats} repeat(s), {cg.epochs} epochs, "
-            f"{cg.patch_size} px patches"
-        )
-    for name, translation in spec.translate.items():
-        typer.echo(
-            f"  translated {name}-{dataset_hash(spec, name)}: {translation.source} through "
-            f"CycleGAN {translation.cyclegan or spec.cyclegan.default_model()}"  # type: ignore[union-attr]
-            f" (repeat {translation.repeat})"
-        )
-    if spec.imports:
-        from hpcbench.datasets.importer import ImageImportError
-        from hpcbench.study import import_record
-
     for name, imported in spec.imports.items():
-        try:
-            record = import_record(spec, name)  # reads and hashes the files
-        except ImageImportError as exc:
-            raise UserError(f"{study}: imports.{name}: {exc.lines[0]}", *exc.problems) from None
+        record = plan.import_record(name)
         rows, cols = record.shape
-        typer.echo(
+        lines.append(
             f"  imported {name}-{record.hash}: {len(record.rows_per_image)} images of "
             f"{imported.path} -> {record.size} rows {rows}x{cols} px at "
             f"{record.spec['stored_pixel_size']:.4g} Å/px, classes {', '.join(imported.classes)}"
         )
+    if spec.cyclegan is not None:
+        cg = spec.cyclegan
+        models = cg.axes.model or [cg.default_model()]
+        lines.append(
+            f"  cyclegan {cg.source} → {cg.target}: {len(plan.cyclegan_trials)} trial(s), "
+            f"{len(models)} model(s) ({', '.join(models)}) × {cg.repeats} repeat(s), "
+            f"{cg.epochs} epochs, {cg.patch_size} px patches"
+        )
+    for name, translation in spec.translate.items():
+        trial = plan.translation_trial(name)
+        lines.append(
+            f"  translated {plan.dataset(name).dirname}: {translation.source} through "
+            f"CycleGAN trial {trial.key} ({trial.trial.model_name}, repeat {trial.repeat})"
+        )
+    if spec.train is not None:
+        trials = plan.trials
+        conditions = list(dict.fromkeys(t.label for t in trials))
+        lines.append(
+            f"  train: {len(trials)} trials = {len(conditions)} condition(s) × "
+            f"{spec.train.repeats} repeat(s), {spec.train.epochs} epochs"
+        )
+        lines += [f"    {label}" for label in conditions]
+    return lines
 
 
 AddressOpt = Annotated[
@@ -217,7 +242,7 @@ def train_command(
     spec = load_study(study, smoke=smoke)
     if spec.train is None and spec.cyclegan is None:
         raise UserError(f"{study}: (top level): the study has no train or cyclegan section")
-    from hpcbench.train.grid import GridError
+    from hpcbench.plan import GridError
     from hpcbench.train.sweep import TrainError, summarize, train
 
     try:
@@ -260,15 +285,16 @@ def translate_command(
     if not spec.translate:
         raise UserError(f"{study}: (top level): the study has no translate section")
     from hpcbench.datasets.generate import init_ray
-    from hpcbench.train.grid import GridError
-    from hpcbench.train.sweep import TrainError
+    from hpcbench.plan import GridError, make_plan
+    from hpcbench.train.errors import TrainError
     from hpcbench.train.translate import translate_dataset
 
+    plan = make_plan(spec)
     started = init_ray(address)
     try:
         for name in spec.translate:
             path = translate_dataset(
-                spec,
+                plan,
                 name,
                 root=root,
                 tracking_uri=_tracking_uri(root, tracking_uri),
@@ -375,12 +401,11 @@ def run_command(
     if spec.train is None:
         raise UserError(f"{study}: (top level): the study has no train section")
     from hpcbench.datasets.generate import generate
-    from hpcbench.train.grid import GridError, expand_cyclegan_trials, expand_trials
+    from hpcbench.plan import GridError, make_plan
     from hpcbench.train.sweep import TrainError, summarize, train
 
     try:
-        expand_cyclegan_trials(spec)  # a bad grid fails before anything is generated
-        expand_trials(spec)
+        make_plan(spec).all_trials()  # a bad grid fails before anything is generated
     except GridError as exc:
         raise UserError(f"{study}: train: {exc}") from None
     uri = _tracking_uri(root, tracking_uri)

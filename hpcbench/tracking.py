@@ -1,12 +1,9 @@
 """MLflow conventions: one experiment per study, one run per trial, found by its key.
 
-Runs are written by the driver (a Ray Tune callback), never by the trials, so many
-processes never write one SQLite file. A run is found by the tag
-``hpcbench.trial_key`` rather than created per Tune trial: after a crash and
-``Tuner.restore`` the trial reuses its run, and a metric step that is already logged
-(a trial resumed from an older checkpoint repeats epochs) is not logged twice. The
-stock ``MLflowLoggerCallback`` does neither (measured: 8 runs for 6 trials after a
-SIGKILL and restore) and logs Ray's bookkeeping keys as metrics.
+This module names things and finds them; it writes runs only for the grid record. Trial
+runs are written by the sweep's driver (:class:`hpcbench.train.tracker.MLflowTracker`,
+a Ray Tune callback), and reports read them through the functions here, so
+:mod:`hpcbench.report` never imports Ray.
 
 Names (DESIGN.md): experiment = study name; run name = trial key; tags
 ``hpcbench.study``, ``hpcbench.condition``, ``hpcbench.trial_key``,
@@ -20,21 +17,17 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ray.tune import Callback
-
-from hpcbench.train.grid import unwrap
-
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
-    from ray.tune.experiment import Trial
+from mlflow import MlflowClient
 
 __all__ = [
+    "ARTIFACTS",
     "METRIC_PREFIXES",
-    "MLflowTracker",
     "default_tracking_uri",
     "ensure_experiment",
     "finished_keys",
@@ -74,8 +67,6 @@ def _artifact_location(tracking_uri: str) -> str | None:
 
 def client_for(tracking_uri: str) -> MlflowClient:
     """An :class:`mlflow.MlflowClient` for ``tracking_uri`` (SQLite parent dir created)."""
-    from mlflow import MlflowClient
-
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=tracking_uri)
@@ -138,155 +129,6 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-class MLflowTracker(Callback):
-    """Ray Tune callback writing one MLflow run per trial key (see the module notes).
-
-    The trial's Tune config must hold ``key``, ``label``, ``condition``, ``repeat`` and
-    ``trial`` (the resolved config). Picklable: ``Tuner.restore`` rebuilds it.
-
-    Parameters
-    ----------
-    tracking_uri : str
-        MLflow tracking URI (``sqlite:///…`` or an ``mlflow server``).
-    experiment : str
-        Experiment name (the study's name).
-    """
-
-    def __init__(self, tracking_uri: str, experiment: str) -> None:
-        self.tracking_uri = tracking_uri
-        self.experiment = experiment
-        self._client: MlflowClient | None = None
-        self._experiment_id: str | None = None
-        self._runs: dict[str, str] = {}
-        self._logged: dict[str, dict[str, int]] = {}
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"tracking_uri": self.tracking_uri, "experiment": self.experiment}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["tracking_uri"], state["experiment"])  # type: ignore[misc]
-
-    @property
-    def client(self) -> MlflowClient:
-        """The MLflow client (made on first use, with the experiment)."""
-        if self._client is None:
-            self._client = client_for(self.tracking_uri)
-            self._experiment_id = ensure_experiment(
-                self._client, self.experiment, self.tracking_uri
-            )
-        return self._client
-
-    def run_id(self, config: Mapping[str, Any]) -> str:
-        """The run of a trial config: found by key (the newest if several), else created."""
-        key = str(config["key"])
-        if key in self._runs:
-            return self._runs[key]
-        client = self.client
-        assert self._experiment_id is not None
-        runs = client.search_runs(
-            [self._experiment_id],
-            filter_string=f"tags.`{TAG_KEY}` = '{key}'",
-            order_by=["attributes.start_time DESC"],
-        )
-        if runs:
-            run = runs[0]
-            run_id = str(run.info.run_id)
-            logged: dict[str, int] = {}
-            for metric in run.data.metrics:
-                history = client.get_metric_history(run_id, metric)
-                logged[metric] = max((m.step for m in history), default=-1)
-            self._logged[run_id] = logged
-            if not run.data.params:
-                self._log_params(run_id, config)
-        else:
-            trial = config["trial"]
-            tags = {
-                TAG_STUDY: str(trial["study"]),
-                TAG_CONDITION: str(config["label"]),
-                TAG_KEY: key,
-                TAG_DATASET: str(trial["datasets"][trial["dataset"]]["hash"]),
-                TAG_VERSION: str(trial["version"]),
-                TAG_REPEAT: str(config["repeat"]),
-                TAG_KIND: str(trial.get("task", "segmentation")),
-                **{
-                    f"{TAG_AXIS}{axis}": json.dumps(value)
-                    for axis, value in config["condition"].items()
-                },
-            }
-            run = client.create_run(self._experiment_id, run_name=key, tags=tags)
-            run_id = str(run.info.run_id)
-            self._logged[run_id] = {}
-            self._log_params(run_id, config)
-        self._runs[key] = run_id
-        return run_id
-
-    def _log_params(self, run_id: str, config: Mapping[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        params = [Param(k, v[:6000]) for k, v in flatten(config["trial"]).items()]
-        for start in range(0, len(params), 100):
-            self.client.log_batch(run_id, params=params[start : start + 100])
-
-    def log_result(self, config: Mapping[str, Any], result: Mapping[str, Any]) -> int:
-        """Log a trial result's metrics at step ``epoch``; return how many were new."""
-        from mlflow.entities import Metric
-
-        run_id = self.run_id(config)
-        step = int(result.get("epoch", result.get("training_iteration", 0)))
-        timestamp = int(float(result.get("timestamp", 0)) * 1000)
-        logged = self._logged[run_id]
-        metrics = []
-        for name, value in result.items():
-            if not name.startswith(METRIC_PREFIXES) or not isinstance(value, int | float):
-                continue
-            if logged.get(name, -1) >= step:
-                continue  # already logged (a trial resumed from an older checkpoint)
-            metrics.append(Metric(name, float(value), timestamp, step))
-            logged[name] = step
-        for start in range(0, len(metrics), 500):
-            self.client.log_batch(run_id, metrics=metrics[start : start + 500])
-        return len(metrics)
-
-    # ------------------------------------------------------------- Tune hooks
-
-    def on_trial_start(
-        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
-    ) -> None:
-        """Find or create the trial's run; mark it running."""
-        run_id = self.run_id(unwrap(trial.config))
-        self.client.update_run(run_id, status="RUNNING")
-
-    def on_trial_result(
-        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
-    ) -> None:
-        """Log the result's new metrics."""
-        self.log_result(unwrap(trial.config), result)
-
-    def on_trial_complete(
-        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
-    ) -> None:
-        """Upload the artifacts, tag the run complete and finish it."""
-        run_id = self.run_id(unwrap(trial.config))
-        checkpoint = trial.checkpoint
-        complete = False
-        if checkpoint is not None:
-            with checkpoint.as_directory() as directory:
-                for name in ARTIFACTS:
-                    path = Path(directory) / name
-                    if path.is_file():
-                        self.client.log_artifact(run_id, str(path))
-                complete = (Path(directory) / "best.pt").is_file()
-        if complete:
-            self.client.set_tag(run_id, TAG_COMPLETE, "true")
-        self.client.set_terminated(run_id, "FINISHED" if complete else "FAILED")
-
-    def on_trial_error(
-        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
-    ) -> None:
-        """Mark the trial's run failed."""
-        self.client.set_terminated(self.run_id(unwrap(trial.config)), "FAILED")
-
-
 TAG_GRID = "hpcbench.grid"
 TAG_GRID_TIME = "hpcbench.grid_time"
 GRID_FILE = "grid.json"
@@ -307,9 +149,6 @@ def record_grid(
     repeat. Reports read the newest grid (tag ``hpcbench.grid_time``) to know which runs
     make up the current study when an edited study left older runs in the experiment.
     """
-    import tempfile
-    import time
-
     found = client.search_runs(
         [experiment_id], filter_string=f"tags.`{TAG_GRID}` = '{grid}'", max_results=1
     )
@@ -335,8 +174,6 @@ def latest_grid(
     client: MlflowClient, experiment_id: str, grid: str | None = None
 ) -> dict[str, Any] | None:
     """The newest recorded grid (or the one with hash ``grid``): ``grid.json``'s content."""
-    import tempfile
-
     runs = list(client.search_runs([experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'grid'"))
     if grid is not None:
         runs = [r for r in runs if r.data.tags.get(TAG_GRID) == grid]

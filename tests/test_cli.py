@@ -14,6 +14,7 @@ from hpcbench.cli import main
 from hpcbench.datasets.manifest import Manifest, write_manifest
 from hpcbench.datasets.schema import coordinates_type, tensor_column
 from hpcbench.datasets.sink import shard_name, write_shard
+from hpcbench.plan import dataset_dir
 from hpcbench.study import load_study
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -24,7 +25,7 @@ def _dataset(root: Path) -> Path:
     """The quickstart's incoherent dataset (smoke size) written without Ray: 2 shards."""
     study = load_study(STUDIES / "quickstart.yaml", smoke=True)
     spec = study.datasets["wse2-incoherent"]
-    directory = study.dataset_dir(root, "wse2-incoherent")
+    directory = dataset_dir(study, root, "wse2-incoherent")
     manifest = Manifest.for_dataset(study, "wse2-incoherent")
     yy, xx = np.mgrid[: spec.image.shape[0], : spec.image.shape[1]]
     for first in range(0, spec.size, spec.shard_size):
@@ -139,7 +140,7 @@ def test_generate_verify_show_on_the_quickstart_smoke_study(
     args = ["generate", study_file, "--smoke", "--only", "wse2-incoherent", "--root", str(tmp_path)]
     assert main(args) == 0
     study = load_study(STUDIES / "quickstart.yaml", smoke=True)
-    directory = study.dataset_dir(tmp_path, "wse2-incoherent")
+    directory = dataset_dir(study, tmp_path, "wse2-incoherent")
     captured = capsys.readouterr()
     assert captured.out.splitlines() == [
         f"{directory}: 32 rows in 2 shards (2 generated, 0 skipped) in "
@@ -149,7 +150,7 @@ def test_generate_verify_show_on_the_quickstart_smoke_study(
         "shard-00000000.parquet",
         "shard-00000016.parquet",
     ]
-    assert not study.dataset_dir(tmp_path, "wse2-haadf").exists()
+    assert not dataset_dir(study, tmp_path, "wse2-haadf").exists()
     # The Ray workers' bytes equal a plain in-process build of the same shards.
     loop = [
         write_shard(build_shard(study, "wse2-incoherent", i), tmp_path / "loop") for i in (0, 1)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcbench.study import dataset_hash, load_study
-from hpcbench.train.grid import expand_cyclegan_trials, expand_trials
+from hpcbench.plan import make_plan, parse_trial
+from hpcbench.study import load_study
 
 STUDIES = Path(__file__).parents[1] / "studies"
 PINNED = json.loads((Path(__file__).parent / "data" / "study_identities.json").read_text())
@@ -26,10 +26,14 @@ def test_shipped_study_identities_are_unchanged(name: str) -> None:
     stem, _, smoke = name.partition("+")
     study = load_study(STUDIES / f"{stem}.yaml", smoke=bool(smoke))
     pinned = PINNED[name]
-    assert {n: dataset_hash(study, n) for n in study.dataset_names()} == pinned["datasets"]
-    assert [t.key for t in expand_cyclegan_trials(study)] == pinned["cyclegan_trials"]
-    trials = expand_trials(study) if study.train is not None else []
-    assert [t.key for t in trials] == pinned["trials"]
+    plan = make_plan(study)
+    assert {n: plan.dataset_hash(n) for n in plan.dataset_names} == pinned["datasets"]
+    assert [t.key for t in plan.cyclegan_trials] == pinned["cyclegan_trials"]
+    assert [t.key for t in plan.trials] == pinned["trials"]
+    # The typed trial's JSON form round-trips: what a Tune worker parses is what was keyed.
+    for spec in plan.all_trials():
+        assert parse_trial(spec.config) == spec.trial
+        assert parse_trial(spec.config).key == spec.key
 
 
 def test_every_shipped_study_is_pinned() -> None:

@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from hpcbench.cli import main
+from hpcbench.plan import dataset_dir, dataset_hash
 from hpcbench.study import (
     IntRange,
     Range,
     StudyError,
-    dataset_hash,
     load_study,
     sample_param,
     validate_study_data,
@@ -87,7 +87,7 @@ def test_shipped_studies_validate(path: Path, smoke: bool) -> None:
     assert load_study(path).smoke is not None, f"{path.name} has no smoke: block"
     # Its training grid expands (keys unique, train sizes fit the splits).
     if study.train is not None:
-        from hpcbench.train.grid import expand_trials
+        from hpcbench.plan import expand_trials
 
         trials = expand_trials(study)
         assert len({t.key for t in trials}) == len(trials) > 0
@@ -150,7 +150,7 @@ def test_dataset_hash_depends_on_what_makes_the_bytes() -> None:
 def test_dataset_dir_layout(tmp_path: Path) -> None:
     study = load_study(STUDIES / "quickstart.yaml")
     name = "wse2-haadf"
-    path = study.dataset_dir(tmp_path, name)
+    path = dataset_dir(study, tmp_path, name)
     assert path == tmp_path / "quickstart" / "datasets" / f"{name}-{dataset_hash(study, name)}"
 
 

@@ -44,14 +44,17 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from hpcbench.datasets.importer import ImageImportError, import_images
 from hpcbench.datasets.manifest import (
     Manifest,
     ManifestError,
     check_shards,
     read_manifest,
+    verify,
     write_manifest,
 )
 from hpcbench.datasets.sink import ShardRecord, write_shard
+from hpcbench.plan import Plan, make_plan
 from hpcbench.study import Study
 
 __all__ = ["DatasetResult", "ShardBuilder", "generate", "init_ray"]
@@ -77,7 +80,7 @@ class DatasetResult:
     name : str
         Dataset name.
     directory : Path
-        Its directory (``Study.dataset_dir``).
+        Its directory (:meth:`hpcbench.plan.Plan.dataset_dir`).
     rows : int
         Rows in the finished dataset.
     shards : int
@@ -110,7 +113,7 @@ class DatasetResult:
 
 
 @dataclass
-class _Plan:
+class _DatasetWork:
     name: str
     directory: Path
     manifest: Manifest
@@ -119,8 +122,9 @@ class _Plan:
     shards: int
 
 
-def _plan(study: Study, name: str, root: Path) -> _Plan:
-    directory = study.dataset_dir(root, name)
+def _work(plan: Plan, name: str, root: Path) -> _DatasetWork:
+    study = plan.study
+    directory = plan.dataset_dir(root, name)
     fresh = Manifest.for_dataset(study, name)
     manifest = fresh
     if directory.is_dir():
@@ -140,7 +144,7 @@ def _plan(study: Study, name: str, root: Path) -> _Plan:
         for first, record in manifest.shards.items()
         if first in problems and problems[first] is None
     }
-    return _Plan(name, directory, manifest, todo, shard_size, len(layout))
+    return _DatasetWork(name, directory, manifest, todo, shard_size, len(layout))
 
 
 def check_reachable(address: str, *, timeout: float = 5.0) -> None:
@@ -184,7 +188,7 @@ def init_ray(address: str | None) -> bool:
         with all of this machine's CPUs, no dashboard and a 256 MiB object store. A Ray
         already initialised in this process is used as is.
     """
-    import ray
+    import ray  # lazy: start-up time (a re-run with nothing to build never loads Ray)
 
     if ray.is_initialized():
         return False
@@ -224,6 +228,7 @@ def init_ray(address: str | None) -> bool:
 @contextmanager
 def _task_threads(cpus: int, multislice: bool) -> Iterator[None]:
     """Cap every thread pool in this worker to the task's CPUs for the block's duration."""
+    # lazy: runs in the Ray worker, which needs the simulation stack anyway
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     with ExitStack() as stack:
@@ -234,7 +239,7 @@ def _task_threads(cpus: int, multislice: bool) -> Iterator[None]:
             torch.set_num_threads(cpus)
             stack.callback(torch.set_num_threads, previous)
         if multislice or "abtem" in sys.modules:
-            import abtem
+            import abtem  # lazy: only multislice tasks load abTEM (~2 s)
             import dask
 
             stack.enter_context(abtem.config.set({"fftw.threads": cpus}))
@@ -281,7 +286,7 @@ def _build_and_write(
 def _default_builder() -> ShardBuilder:
     import importlib
 
-    # samples.py pulls in structure building and simulation; import it only when used.
+    # lazy: start-up time — samples.py pulls in structure building and simulation.
     module = importlib.import_module("hpcbench.datasets.samples")
     builder: ShardBuilder = module.build_shard
     return builder
@@ -289,7 +294,7 @@ def _default_builder() -> ShardBuilder:
 
 def _run(
     study: Study,
-    plans: list[_Plan],
+    plans: list[_DatasetWork],
     *,
     builder: ShardBuilder,
     cpus_per_task: int,
@@ -298,6 +303,7 @@ def _run(
     start: float,
 ) -> dict[str, float]:
     """Build every planned shard with Ray Data; return each dataset's finish time."""
+    # lazy: start-up time (a re-run with nothing to build never loads Ray)
     import ray
     from ray.data import DataContext
 
@@ -366,7 +372,7 @@ def _run(
     return finished
 
 
-def _finish(plan: _Plan, seconds: float) -> None:
+def _finish(plan: _DatasetWork, seconds: float) -> None:
     plan.manifest.timings = {
         "generate_seconds": round(seconds, 3),
         "shard_seconds": round(sum(r.seconds for r in plan.manifest.shards.values()), 3),
@@ -391,7 +397,8 @@ def generate(
     study : Study
         A validated study.
     root : path
-        Output root; dataset ``name`` goes to ``study.dataset_dir(root, name)``.
+        Output root; dataset ``name`` goes to its plan directory
+        (:meth:`hpcbench.plan.Plan.dataset_dir`).
     address : str, optional
         Ray cluster to connect to (see :func:`init_ray`); default an embedded local Ray,
         started only if some shard needs building and shut down afterwards.
@@ -430,7 +437,8 @@ def generate(
     if cpus_per_task < 1:
         raise ValueError(f"cpus_per_task must be >= 1, got {cpus_per_task}")
     root = Path(root)
-    plans = [_plan(study, name, root) for name in names]
+    study_plan = make_plan(study)
+    plans = [_work(study_plan, name, root) for name in names]
     pending = [plan for plan in plans if plan.todo]
     finished = {plan.name: time.perf_counter() - start for plan in plans if not plan.todo}
     if pending:
@@ -455,24 +463,20 @@ def generate(
         )
         for plan in plans
     ]
-    return results + [_import(study, name, root, start) for name in imports]
+    return results + [_import(study_plan, name, root, start) for name in imports]
 
 
-def _import(study: Study, name: str, root: Path, start: float) -> DatasetResult:
+def _import(plan: Plan, name: str, root: Path, start: float) -> DatasetResult:
     """Import dataset ``name`` of ``study.imports`` unless a verified import is there."""
-    from hpcbench.datasets.importer import ImageImportError
-
     try:
-        return _import_files(study, name, root, start)
+        return _import_files(plan, name, root, start)
     except ImageImportError as exc:
         raise ImageImportError(f"imports.{name}: {exc.headline}", exc.problems) from None
 
 
-def _import_files(study: Study, name: str, root: Path, start: float) -> DatasetResult:
-    from hpcbench.datasets.importer import import_images
-    from hpcbench.datasets.manifest import verify
-
-    directory = study.dataset_dir(root, name)  # reads and hashes the source files
+def _import_files(plan: Plan, name: str, root: Path, start: float) -> DatasetResult:
+    plan.import_record(name)  # reads and hashes the source files; every bad file listed
+    directory = plan.dataset_dir(root, name)
     if directory.is_dir() and (report := verify(directory)).ok:
         shards = len(read_manifest(directory).layout)
         return DatasetResult(
@@ -485,7 +489,7 @@ def _import_files(study: Study, name: str, root: Path, start: float) -> DatasetR
             seconds=time.perf_counter() - start,
             imported="already imported, verified",
         )
-    spec = study.imports[name]
+    spec = plan.study.imports[name]
     result = import_images(
         spec.path,
         directory.parent,

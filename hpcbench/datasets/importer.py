@@ -39,10 +39,9 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from hpcbench.datasets.manifest import IMPORTED_KIND, Manifest, imported_hash, write_manifest
-from hpcbench.datasets.schema import coordinates_type, tensor_column
+from hpcbench.datasets.schema import DATA_FORMAT_VERSION, coordinates_type, tensor_column
 from hpcbench.datasets.sink import ShardRecord, file_sha256, write_shard
 from hpcbench.simulate.labels import Coordinates, render_mask
-from hpcbench.study import DATA_FORMAT_VERSION
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -347,7 +346,7 @@ def _read_label_csv(path: Path, class_names: Sequence[str]) -> _Labels:
 
 
 def _labels_from_mask(mask_data: NDArray[np.float32], n_classes: int) -> _Labels:
-    from scipy import ndimage
+    from scipy import ndimage  # lazy: start-up time, only label masks need it
 
     values = np.rint(mask_data).astype(np.int64)
     if values.min() < 0 or values.max() > n_classes:
@@ -395,7 +394,7 @@ def _read_labels(path: Path, class_names: Sequence[str], shape: tuple[int, int])
 def _resample(
     image: NDArray[np.float32], labels: _Labels | None, scale: float
 ) -> tuple[NDArray[np.float32], _Labels | None]:
-    from skimage.transform import rescale, resize
+    from skimage.transform import rescale, resize  # lazy: start-up time (~1 s)
 
     out: NDArray[np.float32] = np.ascontiguousarray(
         rescale(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ import pyarrow as pa
 from pydantic import ValidationError
 
 from hpcbench import __version__
+from hpcbench.datasets.schema import DATA_FORMAT_VERSION
 from hpcbench.datasets.sink import (
     SHARD_PREFIX,
     ShardRecord,
@@ -33,13 +35,7 @@ from hpcbench.datasets.sink import (
     shard_name,
     write_atomic,
 )
-from hpcbench.study import (
-    DATA_FORMAT_VERSION,
-    DatasetSpec,
-    Study,
-    dataset_hash,
-    translated_hash,
-)
+from hpcbench.study import DatasetSpec, Study
 
 __all__ = [
     "IMPORTED_KIND",
@@ -53,6 +49,8 @@ __all__ = [
     "read_manifest",
     "shard_layout",
     "shard_problem",
+    "simulated_hash",
+    "translated_hash",
     "verify",
     "write_manifest",
 ]
@@ -65,10 +63,39 @@ MANIFEST_FORMAT: Final = "hpcbench.dataset"
 IMPORTED_KIND: Final = "imported"
 
 
-def imported_hash(spec: dict[str, Any]) -> str:
-    """First 12 hex digits of the SHA-256 of an imported dataset's spec (canonical JSON)."""
-    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+def _digest(payload: Mapping[str, Any]) -> str:
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# Corruption fields added after format 2, with their defaults: left out of the hash
+# while they hold them, so every dataset made before they existed keeps its hash.
+_LATER_CORRUPTION_FIELDS = (("correlated_noise", 0.0), ("noise_correlation", 0.5))
+
+
+def simulated_hash(seed: int, name: str, spec: DatasetSpec) -> str:
+    """First 12 hex digits of the SHA-256 of what determines a simulated dataset's bytes.
+
+    That is the data format version, the study's root ``seed``, the dataset's ``name``
+    (seeds derive from it) and its resolved ``spec`` with defaults filled in.
+    """
+    dumped = spec.model_dump(mode="json")
+    corruption = dumped.get("corruption")
+    if corruption is not None:
+        for key, default in _LATER_CORRUPTION_FIELDS:
+            if corruption.get(key) == default:
+                del corruption[key]
+    return _digest({"format": DATA_FORMAT_VERSION, "seed": seed, "name": name, "spec": dumped})
+
+
+def imported_hash(spec: Mapping[str, Any]) -> str:
+    """First 12 hex digits of the SHA-256 of an imported dataset's spec (canonical JSON)."""
+    return _digest(spec)
+
+
+def translated_hash(identity: Mapping[str, Any]) -> str:
+    """First 12 hex digits of the SHA-256 of a translation identity (canonical JSON)."""
+    return _digest(identity)
 
 
 class ManifestError(Exception):
@@ -115,7 +142,7 @@ class Manifest:
             name=name,
             study=study.name,
             seed=study.seed,
-            hash=dataset_hash(study, name),
+            hash=simulated_hash(study.seed, name, study.datasets[name]),
             spec=study.datasets[name].model_dump(mode="json"),
         )
 
@@ -307,11 +334,10 @@ def _spec_problems(directory: Path, manifest: Manifest) -> list[Problem]:
     else:
         try:
             spec = DatasetSpec.model_validate(manifest.spec)
-            study = Study(name=manifest.study, seed=manifest.seed, datasets={manifest.name: spec})
         except ValidationError as exc:
             detail = f"spec does not validate: {exc.errors()[0]['msg']}"
             return [Problem("manifest", MANIFEST_NAME, detail)]
-        expected = dataset_hash(study, manifest.name)
+        expected = simulated_hash(manifest.seed, manifest.name, spec)
     problems = []
     if manifest.hash != expected:
         detail = f"records hash {manifest.hash}, its spec hashes to {expected}"

@@ -82,10 +82,11 @@ def simulate_structure(atoms: Any, spec: DatasetSpec, *, seed: int) -> PeriodicI
     """The clean periodic image of one structure with the dataset's simulation."""
     simulation = spec.simulation
     if isinstance(simulation, IncoherentSimulation):
+        # lazy: start-up time (each engine loads its own stack; abTEM alone ~2 s)
         from hpcbench.simulate.incoherent import simulate_incoherent
 
         return simulate_incoherent(atoms, simulation)
-    from hpcbench.simulate.stem import simulate_haadf
+    from hpcbench.simulate.stem import simulate_haadf  # lazy: abTEM's start-up time
 
     return simulate_haadf(atoms, simulation, seed=seed)
 
@@ -255,7 +256,7 @@ def _defect_names(spec: DatasetSpec) -> list[str]:
 
 # Corruption parameters newer than data format 2, with their spec defaults: their
 # columns are written only for a spec that sets one of them, so a dataset whose hash is
-# unchanged (see ``dataset_hash``) also keeps its bytes. Readers take a missing column
+# unchanged (see ``simulated_hash``) also keeps its bytes. Readers take a missing column
 # as the default (``hpcbench.train.data._corruption_params``).
 _OPTIONAL_COLUMNS = {"correlated_noise": 0.0, "noise_correlation": 0.5}
 

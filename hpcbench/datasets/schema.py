@@ -20,6 +20,7 @@ import pyarrow as pa
 
 __all__ = [
     "COORDINATES",
+    "DATA_FORMAT_VERSION",
     "SAMPLE_ID",
     "TENSOR_COLUMNS",
     "coordinates_type",
@@ -27,6 +28,10 @@ __all__ = [
     "is_tensor_column",
     "tensor_column",
 ]
+
+# Bumped whenever generation code changes the bytes a given spec produces, so old
+# datasets are not mistaken for current ones (it enters every dataset hash).
+DATA_FORMAT_VERSION = 2
 
 SAMPLE_ID = "sample_id"
 TENSOR_COLUMNS = ("image", "clean", "mask")

@@ -72,7 +72,7 @@ def _first_rows(dataset_dir: Path, n: int) -> pa.Table:
 
 
 def _overlay(mask: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-    from matplotlib.colors import to_rgba
+    from matplotlib.colors import to_rgba  # lazy: start-up time of every CLI command
 
     rgba = np.zeros((*mask.shape, 4), dtype=np.float32)
     for value in np.unique(mask[mask > 0]):
@@ -105,6 +105,7 @@ def show_dataset(
     Path
         ``out``.
     """
+    # lazy: start-up time of every CLI command (verify, generate import this package)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D

@@ -266,6 +266,7 @@ class InceptionFeatures:
             )
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        # lazy: start-up time; the spectral extractor and the FID formula need no torch
         import torch
 
         from hpcbench.metrics._inception import FIDInceptionV3
@@ -306,7 +307,7 @@ class InceptionFeatures:
 
     def __call__(self, images: NDArray[np.float64]) -> NDArray[np.float64]:
         """Pool3 features of shape (N, 2048) of images of shape (N, H, W) [1]."""
-        import torch
+        import torch  # lazy: start-up time; the spectral extractor needs no torch
 
         stack = _image_stack(images)
         low = stack.min(axis=(1, 2), keepdims=True)

@@ -41,7 +41,7 @@ from hpcbench.models.unet import (
     ResNetUNet,
     UNet,
 )
-from hpcbench.study import FCNConfig, ModelSpec, ResNetUNetConfig, UNetConfig
+from hpcbench.study import CycleGANConfig, FCNConfig, ModelSpec, ResNetUNetConfig, UNetConfig
 
 __all__ = [
     "FCN",
@@ -59,6 +59,8 @@ __all__ = [
     "ResNetUNet",
     "UNet",
     "UNetGenerator",
+    "build_cyclegan",
+    "build_generator",
     "build_model",
     "count_parameters",
     "linear_decay_schedule",
@@ -124,6 +126,62 @@ def build_model(config: ModelSpec, *, in_channels: int = 1, num_classes: int) ->
             weights=config.weights,
         )
     raise ValueError(f"unknown model config {config!r}")
+
+
+def build_generator(config: CycleGANConfig, *, channels: int = 1) -> UNetGenerator:
+    """An untrained CycleGAN generator as :func:`build_cyclegan` builds ``F`` and ``G``.
+
+    Parameters
+    ----------
+    config : CycleGANConfig
+        The CycleGAN variant.
+    channels : int
+        Image channels in and out.
+    """
+    return UNetGenerator(
+        channels,
+        channels,
+        width=config.gen_width,
+        depth=config.gen_depth,
+        norm=config.norm,
+        dropout=config.dropout,
+    )
+
+
+def build_cyclegan(config: CycleGANConfig, *, channels: int = 1, pool_seed: int = 0) -> CycleGAN:
+    """Build the six networks of a CycleGAN variant (seed 000), randomly initialised.
+
+    Parameters
+    ----------
+    config : CycleGANConfig
+        Generator and discriminator sizes, norm, dropout, loss weights, pool size.
+    channels : int
+        Image channels of both domains.
+    pool_seed : int, optional
+        Seed of the image pools' private generator.
+
+    Returns
+    -------
+    CycleGAN
+        Generators ``G: X → Y`` and ``F: Y → X``, image and FFT discriminators, losses.
+    """
+    return CycleGAN(
+        channels,
+        gen_width=config.gen_width,
+        gen_depth=config.gen_depth,
+        disc_width=config.disc_width,
+        disc_layers=config.disc_layers,
+        norm=config.norm,
+        dropout=config.dropout,
+        losses=CycleGANLosses(
+            lambda_cyc=config.lambda_cyc,
+            lambda_id=config.lambda_id,
+            identity=config.identity,
+            fft_weight=config.fft_weight,
+        ),
+        pool_size=config.pool_size,
+        pool_seed=pool_seed,
+    )
 
 
 def output_stride(config: ModelSpec) -> int:

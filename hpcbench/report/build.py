@@ -33,25 +33,27 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from hpcbench.report import figures as fig
 from hpcbench.report.aggregate import (
     CYCLEGAN_METRICS,
     ReportError,
-    RunTable,
     cyclegan_history,
     find_experiment,
     load_cyclegan_runs,
     load_runs,
 )
+from hpcbench.report.content import AxisAnalysis, CycleGANAnalysis, Report
+from hpcbench.report.figures import image_grid
+from hpcbench.report.render import render_html, render_markdown
 from hpcbench.report.statistics import (
     FitOutcome,
-    TestOutcome,
+    bootstrap_ci,
     fit_dose_outcome,
     fit_size_outcome,
     kruskal_wallis_outcome,
@@ -59,70 +61,13 @@ from hpcbench.report.statistics import (
     pairwise_mann_whitney,
     summarize,
 )
+from hpcbench.tracking import client_for, latest_grid
 
 __all__ = ["AxisAnalysis", "CycleGANAnalysis", "Report", "build_report", "relative_change"]
 
 FLOAT_FORMAT = "%.10g"
 # Seed 001 trained at least five networks per condition.
 MIN_REPEATS = 5
-
-
-@dataclass
-class AxisAnalysis:
-    """One ablation axis: summaries, tests and fits per metric."""
-
-    axis: str
-    levels: list[Any]
-    summaries: dict[str, pd.DataFrame] = field(default_factory=dict)
-    tests: dict[str, TestOutcome] = field(default_factory=dict)
-    pairwise: dict[str, pd.DataFrame] = field(default_factory=dict)
-    paired: dict[str, pd.DataFrame] = field(default_factory=dict)
-    fits: dict[str, dict[str, FitOutcome]] = field(default_factory=dict)
-    figures: list[tuple[str, str]] = field(default_factory=list)
-    missing_levels: list[Any] = field(default_factory=list)
-
-
-@dataclass
-class CycleGANAnalysis:
-    """The CycleGAN stage: per-run distances, their per-model means, figures.
-
-    Attributes
-    ----------
-    runs : pandas.DataFrame
-        One row per complete CycleGAN run (:func:`load_cyclegan_runs`).
-    summary : pandas.DataFrame
-        Per model and FID extractor: ``runs``, and per distance the mean over repeats
-        of the raw and translated values and the relative change of the means.
-    figure : str or None
-        Path (relative to the report) of the validation FID per epoch figure.
-    examples : list of (str, str)
-        Title and path of each model's example translations.
-    """
-
-    runs: pd.DataFrame
-    summary: pd.DataFrame
-    figure: str | None = None
-    examples: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass
-class Report:
-    """Everything the rendered report says."""
-
-    study: str
-    tracking_uri: str
-    table: RunTable
-    spec: dict[str, Any] | None
-    grid: str | None
-    metrics: list[str]
-    shown: list[str]
-    conditions: pd.DataFrame
-    axes: list[AxisAnalysis]
-    model_by_classes: pd.DataFrame | None
-    examples: list[tuple[str, str]]
-    caveats: list[str]
-    missing_trials: int
-    cyclegan: CycleGANAnalysis | None = None
 
 
 def _levels(spec: dict[str, Any] | None, axis: str, runs: pd.DataFrame) -> list[Any]:
@@ -261,8 +206,6 @@ def _matched_pairs(
 
 
 def _conditions(runs: pd.DataFrame, axes: list[str], metrics: list[str], seed: int) -> pd.DataFrame:
-    from hpcbench.report.statistics import bootstrap_ci
-
     rows = []
     keys = axes or ["condition"]
     for values, part in runs.groupby(keys, sort=False, dropna=False):
@@ -352,8 +295,6 @@ def _examples(
         )
         found.append((title, Path(path).read_bytes()))
         Path(path).unlink()
-    from hpcbench.report.figures import image_grid
-
     if not found:
         return []
     name = "figures/examples.png"
@@ -398,8 +339,6 @@ def _cyclegan(
     ``keys``: the CycleGAN trials the reported grid records (every run if ``None``,
     for grids recorded before CycleGAN keys were).
     """
-    from hpcbench.report import figures as fig
-
     runs = load_cyclegan_runs(tracking_uri, study, keys=keys or None)
     if runs.empty:
         return None
@@ -467,9 +406,6 @@ def build_report(
         No such experiment, or no complete runs.
     """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from hpcbench.report import figures as fig
-    from hpcbench.report.render import render_html, render_markdown
-    from hpcbench.tracking import client_for, latest_grid
 
     client = client_for(tracking_uri)
     recorded = latest_grid(client, find_experiment(client, tracking_uri, study), grid)

@@ -15,12 +15,10 @@ import base64
 import html
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from hpcbench.report.content import AxisAnalysis, CycleGANAnalysis, Report
 from hpcbench.report.figures import level_label, metric_label
-
-if TYPE_CHECKING:
-    from hpcbench.report.build import AxisAnalysis, CycleGANAnalysis, Report
 
 __all__ = ["blocks", "render_html", "render_markdown"]
 

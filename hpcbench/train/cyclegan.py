@@ -1,8 +1,8 @@
 """One CycleGAN trial (seed 000): unpaired simulation → experiment translation.
 
-:class:`CycleGANTrainer` mirrors :class:`hpcbench.train.loop.Trainer` (same interface for
-the Tune trainable: ``epoch``, ``run_epoch``, ``save``/``load``, ``test``,
-``save_artifacts``) for the CycleGAN of :mod:`hpcbench.models.cyclegan`. Domain X is
+:class:`CycleGANTrainer` runs one :class:`~hpcbench.plan.CycleGANTrial` on the shared
+skeleton of :class:`~hpcbench.train.trainer.Trainer` for the CycleGAN of
+:mod:`hpcbench.models.cyclegan`. Domain X is
 the experiment-like *target* dataset, domain Y the simulated *source* dataset, so
 ``F: Y → X`` is the generator that makes simulations look experimental
 (:func:`translate_images`, :func:`load_translator`).
@@ -41,12 +41,14 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from numpy.typing import ArrayLike, NDArray
 
 from hpcbench.metrics import (
@@ -57,20 +59,19 @@ from hpcbench.metrics import (
     histogram_kl,
     power_spectrum_distance,
 )
+from hpcbench.models import build_cyclegan, build_generator
 from hpcbench.models.cyclegan import (
     LOSS_NAMES,
-    CycleGAN,
-    CycleGANLosses,
     UNetGenerator,
     linear_decay_schedule,
     make_optimizers,
 )
+from hpcbench.plan import CycleGANTrial
+from hpcbench.study import CycleGANConfig
 from hpcbench.train.data import ImageSet
-from hpcbench.train.grid import Split, config_split
+from hpcbench.train.trainer import BEST, SUBSET, Trainer
 
 __all__ = [
-    "BEST",
-    "CHECKPOINT",
     "CycleGANTrainer",
     "DomainScale",
     "Translator",
@@ -78,12 +79,20 @@ __all__ = [
     "translate_images",
 ]
 
-CHECKPOINT = "state.pt"
-BEST = "best.pt"
-# Streams of the trial's randomness (children of the trial seed). _SUBSET is 0 as in
-# hpcbench.train.loop, so a CycleGAN trial and a segmentation trial with the same seed
-# and train_size train on the same source images.
-_SUBSET, _TARGET_SUBSET, _ORDER, _AUGMENT, _NOISE, _DROPOUT, _POOL, _INIT = range(8)
+
+class Stream(IntEnum):
+    """Streams of the trial's randomness (children of the trial seed)."""
+
+    SUBSET = SUBSET
+    TARGET_SUBSET = 1
+    ORDER = 2
+    AUGMENT = 3
+    NOISE = 4
+    DROPOUT = 5
+    POOL = 6
+    INIT = 7
+
+
 _SOURCE, _TARGET = 0, 1
 # Validation and test translations use fixed per-sample noise seeded by (seed, sample id).
 _EXAMPLES = 3
@@ -91,10 +100,6 @@ _EXAMPLES = 3
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, *key]))
-
-
-def _seed_int(seed: int, *key: int) -> int:
-    return int(np.random.SeedSequence([seed, *key]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 # --------------------------------------------------------------------- normalisation
@@ -356,18 +361,6 @@ class Translator:
         )
 
 
-def _generator(model: Mapping[str, Any]) -> UNetGenerator:
-    """An untrained generator as :class:`CycleGAN` builds it from a model config."""
-    return UNetGenerator(
-        1,
-        1,
-        width=int(model["gen_width"]),
-        depth=int(model["gen_depth"]),
-        norm=model["norm"],
-        dropout=float(model["dropout"]),
-    )
-
-
 def load_translator(path: str | os.PathLike[str], *, device: str = "cpu") -> Translator:
     """The ``F`` generator of a CycleGAN ``best.pt`` (:meth:`CycleGANTrainer.save_artifacts`).
 
@@ -385,7 +378,7 @@ def load_translator(path: str | os.PathLike[str], *, device: str = "cpu") -> Tra
     """
     content: dict[str, Any] = torch.load(path, map_location=device, weights_only=False)
     with torch.random.fork_rng(devices=[]):  # construction initialises (then overwritten)
-        generator = _generator(content["model"])
+        generator = build_generator(CycleGANConfig.model_validate(content["model"]))
     generator.load_state_dict(content["F"])
     return Translator(
         generator=generator.to(device).eval(),
@@ -398,27 +391,27 @@ def load_translator(path: str | os.PathLike[str], *, device: str = "cpu") -> Tra
 # ---------------------------------------------------------------------------- trainer
 
 
-class CycleGANTrainer:
+class CycleGANTrainer(Trainer[CycleGANTrial]):
     """Train and evaluate one CycleGAN trial (source: simulation Y, target: experiment X).
 
     Parameters
     ----------
-    config : mapping
-        A resolved CycleGAN trial config (``task: cyclegan``; see
-        :func:`hpcbench.train.grid.expand_trials`).
+    trial : CycleGANTrial
+        What to run.
     data_dirs : mapping of str to path
         Directory of the source and target datasets.
+    key : str, optional
+        The trial's key, recorded in checkpoints and artifacts.
     device : str
         Torch device (``"cpu"``, ``"cuda"``).
+    inception_weights : path, optional
+        pytorch-fid's Inception weights file, for ``fid.features: inception`` (a
+        runtime setting: not part of the trial).
 
     Attributes
     ----------
-    epoch : int
-        Epochs trained.
     best_epoch : int
         Epoch with the lowest validation Fréchet distance so far (0 before any).
-    history : list of dict
-        :meth:`run_epoch`'s metrics of every epoch.
     model : CycleGAN
         The six networks.
     source_scale, target_scale : DomainScale
@@ -427,27 +420,25 @@ class CycleGANTrainer:
     Raises
     ------
     ValueError
-        For a config the data cannot satisfy (one line naming the problem).
+        For a trial the data cannot satisfy (one line naming the problem).
     """
 
     def __init__(
         self,
-        config: Mapping[str, Any],
+        trial: CycleGANTrial,
         data_dirs: Mapping[str, str | os.PathLike[str]],
         *,
+        key: str | None = None,
         device: str = "cpu",
+        inception_weights: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.config = dict(config)
-        self.data_dirs = {name: Path(path) for name, path in data_dirs.items()}
-        self.device = torch.device(device)
-        self.seed = int(config["seed"])
-        self.source = str(config["dataset"])
-        self.target = str(config["target"])
-        model = config["model"]
-        self.patch_size = int(config["patch_size"])
-        self.batch_size = int(config["batch_size"])
-        self.sim_noise_std = float(config["sim_noise_std"])
-        depth = int(model["gen_depth"])
+        super().__init__(trial, data_dirs, key=key, device=device)
+        self.source = trial.dataset
+        self.target = trial.target
+        self.patch_size = trial.patch_size
+        self.batch_size = trial.batch_size
+        self.sim_noise_std = trial.sim_noise_std
+        depth = trial.model.gen_depth
         if self.patch_size < 1 or self.patch_size % 2**depth:
             raise ValueError(
                 f"patch_size {self.patch_size} must be a positive multiple of "
@@ -455,12 +446,10 @@ class CycleGANTrainer:
             )
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
-        epochs, decay = int(config["epochs"]), int(config["epochs_decay"])
+        epochs, decay = trial.epochs, trial.epochs_decay
         if not 0 <= decay <= epochs:
             raise ValueError(f"epochs_decay {decay} must be between 0 and epochs {epochs}")
-        if config["select"] not in ("last", "fid"):
-            raise ValueError(f"select must be 'last' or 'fid', got {config['select']!r}")
-        self.fid_images = int(config["fid"]["images"])
+        self.fid_images = trial.fid.images
         if self.fid_images < 2:
             raise ValueError(f"fid.images must be >= 2, got {self.fid_images}")
         for name in (self.source, self.target):
@@ -470,10 +459,10 @@ class CycleGANTrainer:
                 raise ValueError(f"dataset {name}: directory {self.data_dirs[name]} not found")
 
         source_split, target_split = self.split(self.source), self.split(self.target)
-        source_ids = _rng(self.seed, _SUBSET).permutation(source_split.train)
-        target_ids = _rng(self.seed, _TARGET_SUBSET).permutation(target_split.train)
-        self.source_train = self._image_set(self.source, source_ids[: int(config["train_size"])])
-        self.target_train = self._image_set(self.target, target_ids[: int(config["target_size"])])
+        source_ids = self.rng(Stream.SUBSET).permutation(source_split.train)
+        target_ids = self.rng(Stream.TARGET_SUBSET).permutation(target_split.train)
+        self.source_train = self._image_set(self.source, source_ids[: trial.train_size])
+        self.target_train = self._image_set(self.target, target_ids[: trial.target_size])
         for name, images in ((self.source, self.source_train), (self.target, self.target_train)):
             if len(images) < self.batch_size:
                 raise ValueError(
@@ -493,78 +482,36 @@ class CycleGANTrainer:
         for name, images in ((self.source, self.source_val), (self.target, self.target_val)):
             if len(images) < 2:
                 raise ValueError(f"dataset {name} has fewer than 2 validation images")
-        sigma = float(config["saturation"])
+        sigma = trial.saturation
         self.source_scale = DomainScale.fit(_frames(self.source_train), sigma)
         self.target_scale = DomainScale.fit(_frames(self.target_train), sigma)
 
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed_int(self.seed, _INIT))
-            self.model = CycleGAN(
-                1,
-                gen_width=int(model["gen_width"]),
-                gen_depth=depth,
-                disc_width=int(model["disc_width"]),
-                disc_layers=int(model["disc_layers"]),
-                norm=model["norm"],
-                dropout=float(model["dropout"]),
-                losses=CycleGANLosses(
-                    lambda_cyc=float(model["lambda_cyc"]),
-                    lambda_id=float(model["lambda_id"]),
-                    identity=model["identity"],
-                    fft_weight=float(model["fft_weight"]),
-                ),
-                pool_size=int(model["pool_size"]),
-                pool_seed=_seed_int(self.seed, _POOL),
-            )
+            torch.manual_seed(self.stream_seed(Stream.INIT))
+            self.model = build_cyclegan(trial.model, pool_seed=self.stream_seed(Stream.POOL))
         self.model.to(self.device)
-        betas = config["betas"]
-        self.opt_g, self.opt_d = make_optimizers(
-            self.model, float(config["learning_rate"]), (float(betas[0]), float(betas[1]))
-        )
+        self.opt_g, self.opt_d = make_optimizers(self.model, trial.learning_rate, trial.betas)
         factor: Callable[[int], float] = (
             linear_decay_schedule(epochs - decay, decay) if decay > 0 else _constant
         )
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, factor)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, factor)
-        features = config["fid"]["features"]
-        if features == "spectral-v1":
+        if trial.fid.features == "spectral-v1":
             self.extractor: FeatureExtractor = SpectralFeatures()
-        elif features == "inception":
-            weights = config["fid"].get("weights")
-            if not weights:
-                raise ValueError("fid.features 'inception' needs fid.weights (a local file)")
-            self.extractor = InceptionFeatures(weights, device=device)
         else:
-            raise ValueError(f"fid.features must be 'spectral-v1' or 'inception', got {features!r}")
+            if not inception_weights:
+                raise ValueError("fid.features 'inception' needs an Inception weights file")
+            self.extractor = InceptionFeatures(Path(inception_weights), device=device)
 
-        self.epoch = 0
-        self.best_score = math.inf
-        self.best_epoch = 0
         self.best_state: dict[str, dict[str, torch.Tensor]] = self._generator_states()
-        self.history: list[dict[str, float]] = []
         self.test_metrics: dict[str, float] = {}
         self._val_cache: tuple[NDArray[np.float32], NDArray[np.float32], dict[str, float]] | None
         self._val_cache = None
 
     # ------------------------------------------------------------------ data
 
-    def split(self, name: str) -> Split:
-        """The training/validation/test split of dataset ``name``."""
-        return config_split(self.config, name)
-
     def _image_set(self, name: str, ids: NDArray[np.int64]) -> ImageSet:
-        return ImageSet(
-            self.data_dirs[name],
-            ids,
-            dataset_classes=self.config["datasets"][name]["classes"],
-            classes=[],
-        )
-
-    def _test_ids(self, name: str) -> NDArray[np.int64]:
-        info = self.config["datasets"][name]
-        if info.get("test_split", True):
-            return self.split(name).test
-        return np.arange(int(info["size"]), dtype=np.int64)
+        return self.image_set(name, ids, classes=[])
 
     def _patches(
         self,
@@ -575,16 +522,16 @@ class CycleGANTrainer:
     ) -> NDArray[np.float32]:
         """Normalised, randomly cropped and augmented patches (B, P, P)."""
         size = self.patch_size
-        spec = self.config["augment"]
+        spec = self.trial.augment
         out = np.empty((indices.size, size, size), dtype=np.float32)
         for k, index in enumerate(indices.tolist()):
             frame = images.frame(index)
             top = int(rng.integers(0, frame.shape[0] - size + 1))
             left = int(rng.integers(0, frame.shape[1] - size + 1))
             patch = scale.apply(frame[top : top + size, left : left + size])
-            if spec["rot90"]:
+            if spec.rot90:
                 patch = np.rot90(patch, int(rng.integers(0, 4)))
-            if spec["flips"]:
+            if spec.flips:
                 if rng.random() < 0.5:
                     patch = patch[:, ::-1]
                 if rng.random() < 0.5:
@@ -606,14 +553,14 @@ class CycleGANTrainer:
         """
         epoch, size = self.epoch, self.batch_size
         steps = self.steps_per_epoch()
-        order_rng = _rng(self.seed, _ORDER, epoch)
+        order_rng = self.rng(Stream.ORDER, epoch)
         n_source, n_target = len(self.source_train), len(self.target_train)
         order = np.concatenate(
             [order_rng.permutation(n_source) for _ in range(math.ceil(steps * size / n_source))]
         )
-        augment_source = _rng(self.seed, _AUGMENT, epoch, _SOURCE)
-        augment_target = _rng(self.seed, _AUGMENT, epoch, _TARGET)
-        noise_rng = _rng(self.seed, _NOISE, epoch)
+        augment_source = self.rng(Stream.AUGMENT, epoch, _SOURCE)
+        augment_target = self.rng(Stream.AUGMENT, epoch, _TARGET)
+        noise_rng = self.rng(Stream.NOISE, epoch)
         shape = (size, self.patch_size, self.patch_size)
         for step in range(steps):
             source_idx = order[step * size : (step + 1) * size]
@@ -648,7 +595,7 @@ class CycleGANTrainer:
         steps = 0
         with self._fork_rng():
             # Dropout draws from torch's global RNG: fork it and seed it per epoch.
-            torch.manual_seed(_seed_int(self.seed, _DROPOUT, self.epoch))
+            torch.manual_seed(self.stream_seed(Stream.DROPOUT, self.epoch))
             for x, y in self._training_batches():
                 losses = self.model.train_step(x, y, self.opt_g, self.opt_d)
                 for name in LOSS_NAMES:
@@ -726,14 +673,6 @@ class CycleGANTrainer:
         metrics["val/best_epoch"] = float(self.best_epoch)
         return metrics
 
-    def run_epoch(self) -> dict[str, float]:
-        """:meth:`train_epoch` then :meth:`validate`; returns both, with ``epoch``."""
-        metrics = {"epoch": float(self.epoch + 1)}
-        metrics.update(self.train_epoch())
-        metrics.update(self.validate())
-        self.history.append(metrics)
-        return metrics
-
     def _generator_states(self) -> dict[str, dict[str, torch.Tensor]]:
         return {
             "F": copy.deepcopy(self.model.F.state_dict()),
@@ -743,11 +682,11 @@ class CycleGANTrainer:
     @property
     def selected_epoch(self) -> int:
         """Epoch of the result's generators: the last, or the lowest validation FID."""
-        return self.epoch if self.config["select"] == "last" else self.best_epoch
+        return self.epoch if self.trial.select == "last" else self.best_epoch
 
     def selected_states(self) -> dict[str, dict[str, torch.Tensor]]:
         """State dicts ``{"F": ..., "G": ...}`` of the selected generators."""
-        return self._generator_states() if self.config["select"] == "last" else self.best_state
+        return self._generator_states() if self.trial.select == "last" else self.best_state
 
     def selected_generator(self, which: str = "F") -> UNetGenerator:
         """A copy of the selected ``F`` (or ``G``), in eval mode."""
@@ -757,10 +696,8 @@ class CycleGANTrainer:
 
     # ----------------------------------------------------------- checkpointing
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue the trial exactly."""
+    def _training_state(self) -> dict[str, Any]:
         return {
-            "epoch": self.epoch,
             "model": self.model.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
@@ -772,17 +709,12 @@ class CycleGANTrainer:
             # harmless then (they are equal) and right if they ever differ.
             "pool_x_rng": self.model.pool_x.generator.get_state(),
             "pool_y_rng": self.model.pool_y.generator.get_state(),
-            "best_score": self.best_score,
-            "best_epoch": self.best_epoch,
             "best_state": self.best_state,
-            "history": self.history,
             "source_scale": self.source_scale.to_dict(),
             "target_scale": self.target_scale.to_dict(),
-            "key": self.config.get("key"),
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from :meth:`state_dict`."""
+    def _load_training_state(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
@@ -792,24 +724,7 @@ class CycleGANTrainer:
         self.model.pool_y.images = [t.to(self.device) for t in state["pool_y"]]
         self.model.pool_x.generator.set_state(state["pool_x_rng"].cpu())
         self.model.pool_y.generator.set_state(state["pool_y_rng"].cpu())
-        self.epoch = int(state["epoch"])
-        self.best_score = float(state["best_score"])
-        self.best_epoch = int(state["best_epoch"])
         self.best_state = {k: dict(v) for k, v in state["best_state"].items()}
-        self.history = list(state["history"])
-
-    def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write the training state to ``directory/state.pt``."""
-        path = Path(directory) / CHECKPOINT
-        torch.save(self.state_dict(), path)
-        return path
-
-    def load(self, directory: str | os.PathLike[str]) -> None:
-        """Continue from ``directory/state.pt``."""
-        state = torch.load(
-            Path(directory) / CHECKPOINT, map_location=self.device, weights_only=False
-        )
-        self.load_state_dict(state)
 
     # ---------------------------------------------------------------- testing
 
@@ -829,8 +744,8 @@ class CycleGANTrainer:
             ``target_ids``, for :meth:`save_artifacts`.
         """
         generator = self.selected_generator("F")
-        source_set = self._image_set(self.source, self._test_ids(self.source))
-        target_set = self._image_set(self.target, self._test_ids(self.target))
+        source_set = self._image_set(self.source, self.test_ids(self.source))
+        target_set = self._image_set(self.target, self.test_ids(self.target))
         raw_source = np.stack(_frames(source_set))
         source = self.source_scale.apply(raw_source)
         target = self.target_scale.apply(np.stack(_frames(target_set)))
@@ -873,21 +788,22 @@ class CycleGANTrainer:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         states = self.selected_states()
+        config = self.config
         content: dict[str, Any] = {
-            "model": self.config["model"],
+            "model": config["model"],
             "F": states["F"],
             "G": states["G"],
             "source_scale": self.source_scale.to_dict(),
             "target_scale": self.target_scale.to_dict(),
             "epoch": self.selected_epoch,
             "sim_noise_std": self.sim_noise_std,
-            "data_hashes": {name: info["hash"] for name, info in self.config["datasets"].items()},
-            "config": self.config,
+            "data_hashes": {name: info.hash for name, info in self.trial.datasets.items()},
+            "config": config,
         }
-        if "key" in self.config:
-            content["key"] = self.config["key"]
+        if self.key is not None:
+            content["key"] = self.key
         torch.save(content, directory / BEST)
-        record = {"config": self.config, "history": self.history, "test": self.test_metrics}
+        record = {"config": config, "history": self.history, "test": self.test_metrics}
         (directory / "trial.json").write_text(
             json.dumps(record, indent=2, sort_keys=True, default=_json_default)
         )
@@ -924,11 +840,6 @@ def _json_default(value: Any) -> Any:
 
 def translation_figure(examples: Mapping[str, Any], source: str, target: str) -> bytes:
     """PNG with rows of source | F(source) | a target image, on the [-1, 1] scale."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
     rows = max(len(examples["source"]), 1)
     figure = Figure(figsize=(9, 3 * rows), layout="constrained")
     axes = figure.subplots(rows, 3, squeeze=False)

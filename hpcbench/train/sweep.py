@@ -1,6 +1,6 @@
 """Run a study's training grid as Ray Tune trials, tracked in MLflow, resumable.
 
-:func:`train` expands the grid (:func:`hpcbench.train.grid.expand_trials`), checks
+:func:`train` takes the study's plan (:class:`hpcbench.plan.Plan`: its trials), checks
 that every dataset it needs is generated, and runs the trials that MLflow does not
 already hold as complete. The Tune experiment lives in
 ``<output>/tune/train-<grid>`` where ``<grid>`` hashes the trial keys of the whole
@@ -18,28 +18,32 @@ import os
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import ray
+from ray import tune
 from ray.tune import Callback
+from ray.tune.experiment import Trial
 
+from hpcbench.datasets.generate import init_ray
 from hpcbench.datasets.manifest import ManifestError, read_manifest
+from hpcbench.plan import CycleGANTrial, Plan, TrialSpec, grid_key, make_plan
 from hpcbench.study import Study
-from hpcbench.train.grid import (
-    TrialSpec,
-    expand_cyclegan_trials,
-    expand_trials,
-    grid_key,
-    unwrap,
+from hpcbench.tracking import (
+    TAG_COMPLETE,
+    client_for,
+    default_tracking_uri,
+    ensure_experiment,
+    finished_keys,
+    record_grid,
+    runs_by_key,
 )
-
-if TYPE_CHECKING:
-    from ray.tune.experiment import Trial
+from hpcbench.train.errors import TrainError
+from hpcbench.train.tracker import MLflowTracker, unwrap
+from hpcbench.train.trainable import run_trial, trial_dirname
+from hpcbench.train.translate import translate_dataset
 
 __all__ = ["ProgressLines", "SweepResult", "TrainError", "summarize", "train"]
-
-
-class TrainError(RuntimeError):
-    """A sweep cannot start (missing datasets, nothing to resume); one line."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class SweepResult:
 
 
 def dataset_dirs(
-    study: Study, root: Path, trials: list[TrialSpec], *, skip: Collection[str] = ()
+    plan: Plan, root: Path, trials: list[TrialSpec], *, skip: Collection[str] = ()
 ) -> dict[str, str]:
     """Directory of every dataset the trials read; raises :class:`TrainError` if missing.
 
@@ -83,11 +87,12 @@ def dataset_dirs(
     Imported datasets (``imports``) are found by the hash of their source files, so an
     edited source file also reads as not imported; ``hpcbench generate`` imports them.
     """
-    names = sorted({name for t in trials for name in t.config["datasets"]} - set(skip))
+    study = plan.study
+    names = sorted({name for t in trials for name in t.trial.datasets} - set(skip))
     dirs: dict[str, str] = {}
     missing = []
     for name in names:
-        directory = study.dataset_dir(root, name)
+        directory = plan.dataset_dir(root, name)
         try:
             complete = read_manifest(directory).complete
         except (FileNotFoundError, ManifestError):
@@ -103,7 +108,7 @@ def dataset_dirs(
         )
         imported = " (imported datasets too)" if any(n in study.imports for n in missing) else ""
         raise TrainError(
-            f"{what} not generated (or incomplete) under {study.output_dir(root)}: "
+            f"{what} not generated (or incomplete) under {plan.output_dir(root)}: "
             f"run `hpcbench generate` on the study first (same --root){imported}"
         )
     return dirs
@@ -112,8 +117,6 @@ def dataset_dirs(
 def _param_space(
     trials: list[TrialSpec], dirs: dict[str, str], runtime: dict[str, Any]
 ) -> dict[str, Any]:
-    from ray import tune
-
     return {
         "_": tune.grid_search(
             [
@@ -123,7 +126,7 @@ def _param_space(
                     "condition": t.condition,
                     "repeat": t.repeat,
                     "trial": t.config,
-                    "data_dirs": {n: dirs[n] for n in t.config["datasets"]},
+                    "data_dirs": {n: dirs[n] for n in t.trial.datasets},
                     "runtime": runtime,
                 }
                 for t in trials
@@ -189,18 +192,17 @@ def train(
 
     Raises
     ------
-    hpcbench.train.grid.GridError
+    hpcbench.plan.GridError
         The grid is invalid (too-large ``train_size``, dataset too small to split).
     TrainError
         Datasets are missing, ``resume`` and there is nothing to resume, or a CycleGAN
         that a translation needs did not finish.
     """
-    from hpcbench.tracking import default_tracking_uri
-
     root = Path(root)
-    cyclegan_trials = expand_cyclegan_trials(study)
-    trials = expand_trials(study) if study.train is not None else []
-    dirs = dataset_dirs(study, root, [*cyclegan_trials, *trials], skip=study.translate)
+    plan = make_plan(study)
+    cyclegan_trials = plan.cyclegan_trials
+    trials = plan.trials
+    dirs = dataset_dirs(plan, root, [*cyclegan_trials, *trials], skip=study.translate)
     uri = tracking_uri or default_tracking_uri(root)
     weights = inception_weights or os.environ.get("HPCBENCH_INCEPTION_WEIGHTS")
     if study.cyclegan is not None and study.cyclegan.fid.features == "inception" and not weights:
@@ -214,8 +216,6 @@ def train(
     def ensure_ray() -> None:
         nonlocal started
         if not started:
-            from hpcbench.datasets.generate import init_ray
-
             started = init_ray(address)
 
     runtime: dict[str, Any] = {"cpus": math.ceil(cpus_per_trial), "gpus": gpus_per_trial}
@@ -238,26 +238,21 @@ def train(
         cyclegan = None
         if cyclegan_trials:
             log(f"CycleGAN: {len(cyclegan_trials)} trials")
-            cyclegan = _sweep(study, cyclegan_trials, dirs, phase="cyclegan", **common)
+            cyclegan = _sweep(plan, cyclegan_trials, dirs, phase="cyclegan", **common)
         translated: dict[str, Path] = {}
-        if study.translate:
-            from hpcbench.train.translate import translate_dataset
-
-            for name in study.translate:
-                ensure_ray()
-                translated[name] = translate_dataset(
-                    study, name, root=root, tracking_uri=uri, cpus=cpus_per_trial, log=log
-                )
+        for name in study.translate:
+            ensure_ray()
+            translated[name] = translate_dataset(
+                plan, name, root=root, tracking_uri=uri, cpus=cpus_per_trial, log=log
+            )
         if trials:
-            dirs = {**dirs, **dataset_dirs(study, root, trials)}
-            result = _sweep(study, trials, dirs, phase="train", upstream=cyclegan_trials, **common)
+            dirs = {**dirs, **dataset_dirs(plan, root, trials)}
+            result = _sweep(plan, trials, dirs, phase="train", upstream=cyclegan_trials, **common)
         else:
-            storage = (study.output_dir(root) / "tune").resolve()
+            storage = plan.tune_dir(root).resolve()
             result = SweepResult([], [], [], storage, uri)
     finally:
         if started:
-            import ray
-
             ray.shutdown()
     return SweepResult(
         result.trials,
@@ -271,7 +266,7 @@ def train(
 
 
 def _sweep(
-    study: Study,
+    plan: Plan,
     trials: list[TrialSpec],
     dirs: dict[str, str],
     *,
@@ -294,14 +289,7 @@ def _sweep(
     The segmentation grid is recorded in MLflow for the report, with the ``upstream``
     CycleGAN trials it depends on (``kind: cyclegan``).
     """
-    from hpcbench.tracking import (
-        MLflowTracker,
-        client_for,
-        ensure_experiment,
-        finished_keys,
-        record_grid,
-    )
-
+    study = plan.study
     client = client_for(uri)
     experiment_id = ensure_experiment(client, study.name, uri)
     done = finished_keys(client, experiment_id)
@@ -319,14 +307,11 @@ def _sweep(
             ],
             spec=study.model_dump(mode="json"),
         )
-    storage = (study.output_dir(root) / "tune").resolve()
+    storage = plan.tune_dir(root).resolve()
     name = f"{phase}-{grid}"
     experiment_dir = storage / name
     pending = [t for t in trials if t.key not in done]
     skipped = [t.key for t in trials if t.key in done]
-
-    from ray import tune
-
     if not pending:  # nothing to train, whatever Tune's state says
         log(f"all {len(trials)} {phase} trials are already complete in {uri}")
         return SweepResult(trials, skipped, [], experiment_dir, uri)
@@ -336,14 +321,12 @@ def _sweep(
             f"nothing to resume: no interrupted sweep of this grid at {experiment_dir}"
         )
     ensure_ray()
-    import ray
-
     cluster_cpus = float(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
     if cpus_per_trial > cluster_cpus:
         raise TrainError(
             f"--cpus-per-trial {cpus_per_trial:g} exceeds the cluster's {cluster_cpus:g} CPUs"
         )
-    trainable = tune.with_resources(_trainable(), {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    trainable = tune.with_resources(run_trial, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     if restorable:
         log(f"continuing the sweep in {experiment_dir}")
         tuner = tune.Tuner.restore(
@@ -363,7 +346,7 @@ def _sweep(
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=max_concurrent,
                 reuse_actors=True,
-                trial_dirname_creator=_dirname(),
+                trial_dirname_creator=trial_dirname,
             ),
             run_config=tune.RunConfig(
                 name=name,
@@ -438,24 +421,10 @@ class ProgressLines(Callback):
         print(f"[{self.done}/{self.total}] {config['key']} {config['label']} FAILED", flush=True)
 
 
-def _trainable() -> Any:
-    from hpcbench.train.trainable import run_trial
-
-    return run_trial
-
-
-def _dirname() -> Any:
-    from hpcbench.train.trainable import trial_dirname
-
-    return trial_dirname
-
-
 def _summarize_cyclegan(result: SweepResult) -> list[str]:
     """One line per CycleGAN trial: test FID and histogram KL, raw → translated."""
-    from hpcbench.tracking import TAG_COMPLETE, client_for, runs_by_key
-
     client = client_for(result.tracking_uri)
-    study = str(result.trials[0].config["study"])
+    study = result.trials[0].trial.study
     experiment = client.get_experiment_by_name(study)
     if experiment is None:
         return []
@@ -467,11 +436,12 @@ def _summarize_cyclegan(result: SweepResult) -> list[str]:
             lines.append(f"  {t.key} {t.label} r{t.repeat}: not complete")
             continue
         m = complete[0].data.metrics
+        assert isinstance(t.trial, CycleGANTrial)
         lines.append(
-            f"  {t.key} {t.config['model_name']} r{t.repeat}: FID "
+            f"  {t.key} {t.trial.model_name} r{t.repeat}: FID "
             f"{m.get('test/frechet_distance_raw', math.nan):.3g} → "
             f"{m.get('test/frechet_distance', math.nan):.3g} "
-            f"({t.config['fid']['features']}), histogram KL "
+            f"({t.trial.fid.features}), histogram KL "
             f"{m.get('test/histogram_kl_raw', math.nan):.3g} → "
             f"{m.get('test/histogram_kl', math.nan):.3g}"
         )
@@ -488,10 +458,8 @@ def summarize(result: SweepResult) -> list[str]:
 
 
 def _summarize_segmentation(result: SweepResult) -> list[str]:
-    from hpcbench.tracking import TAG_COMPLETE, client_for, runs_by_key
-
     client = client_for(result.tracking_uri)
-    study = str(result.trials[0].config["study"]) if result.trials else ""
+    study = result.trials[0].trial.study if result.trials else ""
     experiment = client.get_experiment_by_name(study)
     if experiment is None:
         return []
@@ -501,7 +469,7 @@ def _summarize_segmentation(result: SweepResult) -> list[str]:
         complete = [r for r in runs.get(t.key, []) if r.data.tags.get(TAG_COMPLETE) == "true"]
         if complete:
             metrics = dict(complete[0].data.metrics)
-            dataset = t.config["dataset"]
+            dataset = t.trial.dataset
             rows.setdefault(t.label, []).append(
                 {
                     "f1": metrics.get(f"test/{dataset}/f1", math.nan),

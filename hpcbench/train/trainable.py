@@ -1,7 +1,8 @@
-"""The Ray Tune function trainable: one trial = one :class:`~hpcbench.train.loop.Trainer`.
+"""The Ray Tune function trainable: one trial = one :class:`~hpcbench.train.trainer.Trainer`.
 
-A CycleGAN trial (``task: cyclegan``) runs a
-:class:`~hpcbench.train.cyclegan.CycleGANTrainer` the same way.
+A segmentation trial runs a :class:`~hpcbench.train.segmentation.SegmentationTrainer`,
+a CycleGAN trial (``task: cyclegan``) a :class:`~hpcbench.train.cyclegan.CycleGANTrainer`,
+through the same skeleton.
 
 Each epoch is reported with a checkpoint (the full training state), so a trial
 restored after a crash continues from its last epoch. After the last epoch the best
@@ -18,47 +19,51 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
+import torch
+from ray import tune
+from ray.tune.experiment import Trial
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+from hpcbench.plan import CycleGANTrial, parse_trial
+from hpcbench.train.cyclegan import CycleGANTrainer
+from hpcbench.train.segmentation import SegmentationTrainer
+from hpcbench.train.tracker import unwrap
+from hpcbench.train.trainer import Trainer
+
 __all__ = ["run_trial", "trial_dirname"]
 
 
-def trial_dirname(trial: Any) -> str:
+def trial_dirname(trial: Trial) -> str:
     """Tune trial directory name: the trial key (stable across restores)."""
-    from hpcbench.train.grid import unwrap
-
     return f"trial-{unwrap(trial.config)['key']}"
 
 
 def run_trial(config: dict[str, Any]) -> None:
-    """Tune entry point. ``config``: ``trial`` (resolved), ``data_dirs``, ``runtime``."""
-    import torch
-    from ray import tune
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-
-    from hpcbench.train.cyclegan import CycleGANTrainer
-    from hpcbench.train.grid import unwrap
-    from hpcbench.train.loop import Trainer
-
+    """Tune entry point. ``config``: ``key``, ``trial`` (JSON form), ``data_dirs``, ``runtime``."""
     config = unwrap(config)
     runtime = config.get("runtime", {})
     threads = max(1, int(runtime.get("cpus", 1)))
     torch.set_num_threads(threads)
     device = "cuda" if runtime.get("gpus", 0) and torch.cuda.is_available() else "cpu"
-    trial = {**config["trial"], "key": config["key"]}
+    trial = parse_trial(config["trial"])
+    key = str(config["key"])
     with threadpool_limits(limits=threads):
-        trainer: Trainer | CycleGANTrainer
-        if trial.get("task") == "cyclegan":
-            # The weights path is a runtime setting: not part of the trial's key.
-            trial["fid"] = {**trial["fid"], "weights": runtime.get("inception_weights")}
-            trainer = CycleGANTrainer(trial, config["data_dirs"], device=device)
+        trainer: Trainer[Any]
+        if isinstance(trial, CycleGANTrial):
+            trainer = CycleGANTrainer(
+                trial,
+                config["data_dirs"],
+                key=key,
+                device=device,
+                inception_weights=runtime.get("inception_weights"),
+            )
         else:
-            trainer = Trainer(trial, config["data_dirs"], device=device)
+            trainer = SegmentationTrainer(trial, config["data_dirs"], key=key, device=device)
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
             with checkpoint.as_directory() as directory:
                 trainer.load(directory)
-        epochs = int(trial["epochs"])
-        while trainer.epoch < epochs:
-            metrics = trainer.run_epoch()
+        for metrics in trainer.epochs():
             with tempfile.TemporaryDirectory() as directory:
                 trainer.save(directory)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))

@@ -8,7 +8,7 @@ labels go with the translated images (seed 000, step 4). The ``clean`` column is
 dropped: a translated image has no clean counterpart to re-noise.
 
 Provenance: the manifest's ``spec`` has ``kind: translated``, the ``identity`` that
-the directory hash is computed from (:func:`hpcbench.study.translation_identity`: the
+the directory hash is computed from (:meth:`hpcbench.plan.Plan.translation_identity`: the
 source dataset's hash and the CycleGAN trial's key), the MLflow run id and epoch of the
 generator, and the source directory; the generator itself is kept beside the shards as
 ``_cyclegan.pt`` (its ``best.pt``). ``hpcbench verify`` checks a translated dataset
@@ -29,6 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+import ray
+import torch
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
 from hpcbench.datasets.manifest import (
     Manifest,
     ManifestError,
@@ -36,9 +41,14 @@ from hpcbench.datasets.manifest import (
     read_manifest,
     write_manifest,
 )
-from hpcbench.datasets.sink import ShardRecord
+from hpcbench.datasets.schema import images_to_numpy, tensor_column
+from hpcbench.datasets.sink import ShardRecord, write_shard
+from hpcbench.plan import Plan
 from hpcbench.seeding import seed_int, seed_sequence
-from hpcbench.study import Study, dataset_hash, translation_identity
+from hpcbench.study import Study
+from hpcbench.tracking import TAG_COMPLETE, client_for, default_tracking_uri, runs_by_key
+from hpcbench.train.cyclegan import load_translator
+from hpcbench.train.errors import TrainError
 
 __all__ = ["GENERATOR_FILE", "TRANSLATED_KIND", "translate_dataset", "translate_shard"]
 
@@ -85,14 +95,6 @@ def translate_shard(
     -------
     ShardRecord
     """
-    import pyarrow.parquet as pq
-    import torch
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-
-    from hpcbench.datasets.schema import images_to_numpy, tensor_column
-    from hpcbench.datasets.sink import write_shard
-    from hpcbench.train.cyclegan import load_translator
-
     torch.set_num_threads(max(1, threads))
     with threadpool_limits(limits=max(1, threads)):
         table = pq.read_table(source)
@@ -107,20 +109,16 @@ def translate_shard(
         return write_shard(table, out_dir)
 
 
-def _generator_of(study: Study, name: str, tracking_uri: str) -> tuple[str, dict[str, Any], Path]:
+def _generator_of(plan: Plan, name: str, tracking_uri: str) -> tuple[str, dict[str, Any], Path]:
     """The MLflow run of the CycleGAN trial that translates ``name`` and its ``best.pt``."""
-    from hpcbench.tracking import TAG_COMPLETE, client_for, runs_by_key
-    from hpcbench.train.grid import translation_trial
-    from hpcbench.train.sweep import TrainError
-
-    trial = translation_trial(study, name)
+    trial = plan.translation_trial(name)
     client = client_for(tracking_uri)
-    experiment = client.get_experiment_by_name(study.name)
+    experiment = client.get_experiment_by_name(plan.study.name)
     runs = {} if experiment is None else runs_by_key(client, experiment.experiment_id, [trial.key])
     complete = [r for r in runs.get(trial.key, []) if r.data.tags.get(TAG_COMPLETE) == "true"]
     if not complete:
         raise TrainError(
-            f"translate.{name}: the CycleGAN trial {trial.key} ({trial.config['model_name']}, "
+            f"translate.{name}: the CycleGAN trial {trial.key} ({trial.trial.model_name}, "
             f"repeat {trial.repeat}) has no complete run in {tracking_uri}; train it first"
         )
     run_id = str(complete[0].info.run_id)
@@ -135,13 +133,13 @@ def _generator_of(study: Study, name: str, tracking_uri: str) -> tuple[str, dict
         ) from None
     return (
         run_id,
-        {"key": trial.key, **{k: trial.config[k] for k in ("model_name", "repeat")}},
+        {"key": trial.key, "model_name": trial.trial.model_name, "repeat": trial.repeat},
         path,
     )
 
 
 def translate_dataset(
-    study: Study,
+    plan: Plan,
     name: str,
     *,
     root: str | os.PathLike[str],
@@ -153,9 +151,9 @@ def translate_dataset(
 
     Parameters
     ----------
-    study : Study
-        The study; its CycleGAN trial for ``name`` must be complete in MLflow and the
-        source dataset generated under ``root``.
+    plan : Plan
+        The study's plan; its CycleGAN trial for ``name`` must be complete in MLflow and
+        the source dataset generated under ``root``.
     name : str
         A ``translate`` entry.
     root : path
@@ -174,18 +172,14 @@ def translate_dataset(
 
     Raises
     ------
-    hpcbench.train.sweep.TrainError
+    hpcbench.train.errors.TrainError
         The source dataset is missing or the CycleGAN has not finished.
     """
-    import ray
-
-    from hpcbench.tracking import default_tracking_uri
-    from hpcbench.train.sweep import TrainError
-
+    study = plan.study
     root = Path(root)
     spec = study.translate[name]
-    directory = study.dataset_dir(root, name)
-    source_dir = study.dataset_dir(root, spec.source)
+    directory = plan.dataset_dir(root, name)
+    source_dir = plan.dataset_dir(root, spec.source)
     try:
         source = read_manifest(source_dir)
     except ManifestError:
@@ -193,7 +187,7 @@ def translate_dataset(
     if source is None or not source.complete:
         raise TrainError(
             f"translate.{name}: source dataset {spec.source} is not generated under "
-            f"{study.output_dir(root)}: run `hpcbench generate` first"
+            f"{plan.output_dir(root)}: run `hpcbench generate` first"
         )
     try:
         manifest = read_manifest(directory)
@@ -208,7 +202,7 @@ def translate_dataset(
             log(f"translate {name}: complete in {directory}")
             return directory
     uri = tracking_uri or default_tracking_uri(root)
-    run_id, trial, fetched = _generator_of(study, name, uri)
+    run_id, trial, fetched = _generator_of(plan, name, uri)
     began = time.perf_counter()
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -216,18 +210,16 @@ def translate_dataset(
         shutil.copyfile(fetched, generator)
     finally:
         shutil.rmtree(fetched.parent, ignore_errors=True)
-    import torch
-
     saved = torch.load(generator, map_location="cpu", weights_only=False)
     if manifest is None or manifest.spec.get("cyclegan", {}).get("run_id") != run_id:
         manifest = Manifest(
             name=name,
             study=study.name,
             seed=study.seed,
-            hash=dataset_hash(study, name),
+            hash=plan.dataset_hash(name),
             spec={
                 "kind": TRANSLATED_KIND,
-                "identity": translation_identity(study, name),
+                "identity": plan.translation_identity(name),
                 "size": source.spec["size"],
                 "shard_size": source.spec["shard_size"],
                 "source": {

@@ -16,6 +16,7 @@ from hpcbench.datasets.manifest import MANIFEST_NAME, read_manifest, verify
 from hpcbench.datasets.read import read_dataset
 from hpcbench.datasets.schema import images_to_numpy
 from hpcbench.datasets.sink import shard_name, write_shard
+from hpcbench.plan import dataset_dir
 from hpcbench.study import Study
 
 pytestmark = pytest.mark.usefixtures("ray_local")
@@ -50,7 +51,7 @@ def test_first_run_writes_every_shard_and_a_complete_manifest(
 ) -> None:
     root, builder = generated
     study = small_study()
-    directory = study.dataset_dir(root, "noisy")
+    directory = dataset_dir(study, root, "noisy")
     assert builder.shards_built() == [
         ("noisy", 0),
         ("noisy", 1),
@@ -78,7 +79,7 @@ def test_pyarrow_and_ray_read_the_directory_as_images(
 ) -> None:
     import ray.data
 
-    directory = small_study().dataset_dir(generated[0], "noisy")
+    directory = dataset_dir(small_study(), generated[0], "noisy")
     expected = np.concatenate(
         [images_to_numpy(cheap_shard(small_study(), "noisy", i)) for i in range(4)]
     )
@@ -114,7 +115,7 @@ def test_deleted_and_corrupted_shards_are_rebuilt_exactly(
 ) -> None:
     root, _ = generated
     study = small_study()
-    directory = study.dataset_dir(root, "noisy")
+    directory = dataset_dir(study, root, "noisy")
     before = _checksums(directory)
     (directory / shard_name(16)).unlink()
     payload = bytearray((directory / shard_name(48)).read_bytes())
@@ -149,7 +150,7 @@ def test_a_crash_keeps_finished_shards_and_the_rerun_builds_the_rest(tmp_path: P
             only=["noisy"],
             progress=False,
         )
-    directory = study.dataset_dir(tmp_path, "noisy")
+    directory = dataset_dir(study, tmp_path, "noisy")
     kept = read_manifest(directory)
     assert not kept.complete
     assert 2 * 16 not in kept.shards
@@ -168,7 +169,7 @@ def test_a_crash_keeps_finished_shards_and_the_rerun_builds_the_rest(tmp_path: P
 def test_without_a_manifest_files_are_rebuilt_to_the_same_bytes(tmp_path: Path) -> None:
     study = small_study(seed=3)
     generate(study, root=tmp_path, builder=cheap_shard, only=["other"], progress=False)
-    directory = study.dataset_dir(tmp_path, "other")
+    directory = dataset_dir(study, tmp_path, "other")
     before = _checksums(directory)
     (directory / MANIFEST_NAME).unlink()
     builder = CountingBuilder(tmp_path / "calls")

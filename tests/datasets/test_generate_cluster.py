@@ -10,6 +10,7 @@ from shard_helpers import CountingBuilder, cheap_shard, small_study
 from hpcbench.datasets.generate import generate
 from hpcbench.datasets.manifest import read_manifest, verify
 from hpcbench.datasets.sink import write_shard
+from hpcbench.plan import dataset_dir
 
 pytestmark = pytest.mark.cluster
 
@@ -39,7 +40,7 @@ def test_two_nodes_write_the_same_bytes_as_a_plain_loop(
     # generate connected to the running cluster and disconnected afterwards.
     assert not ray.is_initialized()
     for name, count in (("noisy", 4), ("other", 1)):
-        directory = study.dataset_dir(tmp_path / "root", name)
+        directory = dataset_dir(study, tmp_path / "root", name)
         assert verify(directory).ok
         loop = [
             write_shard(cheap_shard(study, name, i), tmp_path / "loop" / name) for i in range(count)

@@ -15,7 +15,8 @@ from hpcbench.datasets.generate import generate
 from hpcbench.datasets.importer import import_images, import_record
 from hpcbench.datasets.manifest import read_manifest, verify
 from hpcbench.datasets.read import read_dataset
-from hpcbench.study import Study, dataset_hash, validate_study_data
+from hpcbench.plan import dataset_dir, dataset_hash
+from hpcbench.study import Study, validate_study_data
 
 PT = Path(__file__).resolve().parents[3] / "shared" / "data" / "pt-single-atoms-haadf"
 pytestmark = pytest.mark.skipif(not PT.is_dir(), reason=f"{PT} not present")
@@ -46,7 +47,7 @@ def _study(**imports: dict[str, Any]) -> Study:
 def test_generate_imports_21_images_with_1088_coordinates(tmp_path: Path) -> None:
     study = _study()
     (result,) = generate(study, root=tmp_path, only=["pt"], progress=False)
-    directory = study.dataset_dir(tmp_path, "pt")
+    directory = dataset_dir(study, tmp_path, "pt")
     assert result.directory == directory
     assert directory.name == f"pt-{dataset_hash(study, 'pt')}"
     assert directory.parent == tmp_path / "real" / "datasets"

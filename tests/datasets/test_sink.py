@@ -21,6 +21,7 @@ from hpcbench.datasets.manifest import (
 )
 from hpcbench.datasets.schema import images_to_numpy, tensor_column
 from hpcbench.datasets.sink import PARQUET_OPTIONS, file_sha256, shard_name, write_shard
+from hpcbench.plan import dataset_dir
 from hpcbench.study import Study
 
 
@@ -93,7 +94,7 @@ def test_layout_has_a_short_last_shard() -> None:
 
 def _write_dataset(root: Path) -> tuple[Path, Manifest]:
     study = small_study()
-    directory = study.dataset_dir(root, "noisy")
+    directory = dataset_dir(study, root, "noisy")
     manifest = Manifest.for_dataset(study, "noisy")
     for index in range(4):
         record = write_shard(cheap_shard(study, "noisy", index), directory)

@@ -12,11 +12,11 @@ import numpy as np
 
 from hpcbench.tracking import (
     TAG_COMPLETE,
-    MLflowTracker,
     client_for,
     ensure_experiment,
     record_grid,
 )
+from hpcbench.train.tracker import MLflowTracker
 
 ALPHA = 2e4  # true characteristic dose [e/Å²]
 

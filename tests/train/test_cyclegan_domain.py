@@ -24,9 +24,9 @@ from train_helpers import write_dataset
 from hpcbench.datasets.read import read_dataset
 from hpcbench.datasets.schema import images_to_numpy
 from hpcbench.metrics.detection import DetectionCounts, detection_counts, find_atoms
+from hpcbench.plan import dataset_dir, expand_cyclegan_trials
 from hpcbench.study import Study, validate_study_data
 from hpcbench.train.cyclegan import CycleGANTrainer, translate_images
-from hpcbench.train.grid import expand_cyclegan_trials
 
 EPOCHS = 6
 PIXEL = 0.16  # [Å]
@@ -104,12 +104,12 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        trainer = CycleGANTrainer(trial.config, dirs)
+        trainer = CycleGANTrainer(trial.trial, dirs)
         history = [trainer.run_epoch() for _ in range(EPOCHS)]
         metrics, _ = trainer.test()
     finally:
         torch.set_num_threads(threads)
-    yield Outcome(trainer, metrics, history, study.dataset_dir(root, "sim"))
+    yield Outcome(trainer, metrics, history, dataset_dir(study, root, "sim"))
 
 
 def test_translation_halves_the_frechet_distance_to_the_target(outcome: Outcome) -> None:

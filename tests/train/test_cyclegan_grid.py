@@ -8,16 +8,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hpcbench.study import Study, dataset_hash, validate_study_data
-from hpcbench.train.grid import (
+from hpcbench.plan import (
     GridError,
-    dataset_info,
+    dataset_hash,
     expand_cyclegan_trials,
     expand_trials,
-    split_dataset,
-    translation_trial,
+    make_plan,
     trial_seed,
 )
+from hpcbench.study import Study, validate_study_data
 
 _DATASET = {
     "structure": {"kind": "mx2", "supercell": [4, 3]},
@@ -84,10 +83,13 @@ def test_cyclegan_trials_are_models_times_repeats_with_shared_seeds() -> None:
     assert (first["dataset"], first["target"]) == ("sim", "exp")
     assert first["model"]["fft_weight"] == 1.0 and trials[2].config["model"]["fft_weight"] == 0.0
     # Repeat r has the segmentation trials' repeat-r seed (paired comparisons).
-    assert [t.config["seed"] for t in trials[:2]] == [trial_seed(study, 0), trial_seed(study, 1)]
+    assert [t.config["seed"] for t in trials[:2]] == [
+        trial_seed(study.seed, 0),
+        trial_seed(study.seed, 1),
+    ]
     # The whole training split of each domain by default; the FID extractor is named.
-    assert first["train_size"] == split_dataset(study, "sim").train.size
-    assert first["target_size"] == split_dataset(study, "exp").train.size
+    assert first["train_size"] == make_plan(study).split("sim").train.size
+    assert first["target_size"] == make_plan(study).split("exp").train.size
     assert first["fid"] == {"features": "spectral-v1", "images": 64, "weights": None}
     assert expand_cyclegan_trials(study)[0].key == trials[0].key  # deterministic
 
@@ -99,8 +101,8 @@ def test_cyclegan_train_size_above_the_split_is_one_line() -> None:
 
 def test_translated_dataset_identity_follows_its_cyclegan_not_the_segmentation() -> None:
     study = _study()
-    assert translation_trial(study, "sim-gan").config["model_name"] == "khan"
-    assert translation_trial(study, "sim-plain").config["model_name"] == "plain"
+    assert make_plan(study).translation_trial("sim-gan").config["model_name"] == "khan"
+    assert make_plan(study).translation_trial("sim-plain").config["model_name"] == "plain"
     base = dataset_hash(study, "sim-gan")
     assert base != dataset_hash(study, "sim-plain")
     # Training the CycleGAN longer changes the translated data, not the simulated data.
@@ -113,12 +115,12 @@ def test_translated_dataset_identity_follows_its_cyclegan_not_the_segmentation()
 
 def test_translated_dataset_is_split_and_described_like_its_source() -> None:
     study = _study()
-    source, translated = split_dataset(study, "sim"), split_dataset(study, "sim-gan")
+    source, translated = make_plan(study).split("sim"), make_plan(study).split("sim-gan")
     for part in ("train", "validation", "test"):
         np.testing.assert_array_equal(source[part], translated[part])
-    info = dataset_info(study, "sim-gan")
+    info = make_plan(study).dataset("sim-gan").info.model_dump()
     assert info["split_name"] == "sim" and info["hash"] == dataset_hash(study, "sim-gan")
-    assert "split_name" not in dataset_info(study, "sim")
+    assert "split_name" not in make_plan(study).dataset("sim").info.model_dump()
 
 
 def test_cyclegan_datasets_are_scored_on_their_test_split() -> None:

@@ -16,6 +16,7 @@ from train_helpers import write_dataset, wse2_study
 
 from hpcbench.metrics import saturate_normalize
 from hpcbench.models.cyclegan import LOSS_NAMES
+from hpcbench.plan import make_plan, parse_trial
 from hpcbench.study import Study, validate_study_data
 from hpcbench.train.cyclegan import (
     CycleGANTrainer,
@@ -23,7 +24,6 @@ from hpcbench.train.cyclegan import (
     load_translator,
     translate_images,
 )
-from hpcbench.train.grid import dataset_info
 
 SOURCE, TARGET = "sim", "exp"
 EPOCHS = 4
@@ -70,7 +70,8 @@ def _config(study: Study, **changes: Any) -> dict[str, Any]:
         "dataset": SOURCE,
         "target": TARGET,
         "datasets": {
-            name: {**dataset_info(study, name), "test_split": True} for name in (SOURCE, TARGET)
+            name: {**make_plan(study).dataset(name).info.model_dump(), "test_split": True}
+            for name in (SOURCE, TARGET)
         },
         "split": {"validation": 0.2, "test": 0.2},
         "train_size": 16,
@@ -92,6 +93,11 @@ def _config(study: Study, **changes: Any) -> dict[str, Any]:
     }
     config.update(changes)
     return config
+
+
+def _trainer(config: dict[str, Any], dirs: dict[str, Path]) -> CycleGANTrainer:
+    key = config.pop("key", None)
+    return CycleGANTrainer(parse_trial(config), dirs, key=key)
 
 
 @dataclass
@@ -120,7 +126,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     study = _study()
     root = tmp_path_factory.mktemp("cyclegan-root")
     dirs = {name: write_dataset(study, name, root) for name in (SOURCE, TARGET)}
-    trainer = CycleGANTrainer(_config(study), dirs)
+    trainer = _trainer(_config(study), dirs)
     checkpoints, states = {}, {}
     for epoch in range(1, EPOCHS + 1):
         trainer.run_epoch()
@@ -189,7 +195,7 @@ def test_select_fid_picks_the_lowest_validation_fid(run: Run) -> None:
 def test_select_last_uses_the_final_generators(run: Run, tmp_path: Path) -> None:
     trainer = run.trainer
     trainer.save(tmp_path)
-    last = CycleGANTrainer(_config(run.study, select="last"), run.dirs)
+    last = _trainer(_config(run.study, select="last"), run.dirs)
     last.load(tmp_path)
     assert last.selected_epoch == EPOCHS
     for name, tensor in last.selected_generator("F").state_dict().items():
@@ -197,7 +203,7 @@ def test_select_last_uses_the_final_generators(run: Run, tmp_path: Path) -> None
 
 
 def test_resume_from_a_checkpoint_is_exact(run: Run) -> None:
-    resumed = CycleGANTrainer(_config(run.study), run.dirs)
+    resumed = _trainer(_config(run.study), run.dirs)
     resumed.load(run.checkpoints[1])
     assert resumed.epoch == 1
     resumed.run_epoch()
@@ -279,11 +285,11 @@ def test_bad_configs_fail_in_one_line(run: Run, changes: dict[str, Any], message
     config = _config(run.study, **changes)
     config["datasets"]["missing"] = config["datasets"][SOURCE]
     with pytest.raises(ValueError, match=message) as error:
-        CycleGANTrainer(config, run.dirs)
+        _trainer(config, run.dirs)
     assert "\n" not in str(error.value)
 
 
 def test_missing_data_directory(run: Run, tmp_path: Path) -> None:
     dirs = {**run.dirs, TARGET: tmp_path / "absent"}
     with pytest.raises(ValueError, match=r"dataset exp: directory .*absent not found"):
-        CycleGANTrainer(_config(run.study), dirs)
+        _trainer(_config(run.study), dirs)

@@ -10,6 +10,7 @@ import pytest
 
 from hpcbench.datasets.read import read_dataset
 from hpcbench.datasets.schema import images_to_numpy
+from hpcbench.plan import dataset_dir
 from hpcbench.simulate.corrupt import CorruptionParams, add_noise
 from hpcbench.study import Study
 from hpcbench.train.data import ImageSet, augment, class_lookup, normalize
@@ -19,7 +20,7 @@ CLASSES = ["anion_vacancy", "dopant"]
 
 def _set(study: Study, root: Path, ids: list[int], **kwargs: object) -> ImageSet:
     return ImageSet(
-        study.dataset_dir(root, "wse2"),
+        dataset_dir(study, root, "wse2"),
         ids,
         dataset_classes=CLASSES,
         classes=kwargs.pop("classes", CLASSES),  # type: ignore[arg-type]
@@ -29,7 +30,7 @@ def _set(study: Study, root: Path, ids: list[int], **kwargs: object) -> ImageSet
 
 def test_stored_frames_are_views_of_the_arrow_buffers(tiny_study: Study, tiny_root: Path) -> None:
     images = _set(tiny_study, tiny_root, [0, 5, 17])
-    table = read_dataset(tiny_study.dataset_dir(tiny_root, "wse2"))
+    table = read_dataset(dataset_dir(tiny_study, tiny_root, "wse2"))
     stored = images_to_numpy(table, "image")
     for index, sample in enumerate([0, 5, 17]):
         frame = images.frame(index)
@@ -40,7 +41,7 @@ def test_stored_frames_are_views_of_the_arrow_buffers(tiny_study: Study, tiny_ro
 def test_dose_renoises_the_clean_frame_with_the_stored_seed(
     tiny_study: Study, tiny_root: Path
 ) -> None:
-    table = read_dataset(tiny_study.dataset_dir(tiny_root, "wse2"))
+    table = read_dataset(dataset_dir(tiny_study, tiny_root, "wse2"))
     row = 9
     params = CorruptionParams(
         **{
@@ -71,7 +72,7 @@ def test_dose_renoises_the_clean_frame_with_the_stored_seed(
 def test_class_mapping_keeps_only_the_trial_classes(tiny_study: Study, tiny_root: Path) -> None:
     assert class_lookup(CLASSES, ["dopant"]).tolist() == [0, 0, 1]
     assert class_lookup(["lattice", *CLASSES], ["dopant", "lattice"]).tolist() == [0, 2, 0, 1]
-    raw = images_to_numpy(read_dataset(tiny_study.dataset_dir(tiny_root, "wse2")), "mask")
+    raw = images_to_numpy(read_dataset(dataset_dir(tiny_study, tiny_root, "wse2")), "mask")
     # An image with both a vacancy and a dopant.
     sample = int(np.argmax([min((m == 1).sum(), (m == 2).sum()) for m in raw]))
     assert (raw[sample] == 1).any() and (raw[sample] == 2).any()

@@ -24,9 +24,9 @@ import pytest
 import torch
 from train_helpers import write_dataset
 
+from hpcbench.plan import expand_trials
 from hpcbench.study import Study, validate_study_data
-from hpcbench.train.grid import expand_trials
-from hpcbench.train.loop import Trainer
+from hpcbench.train.segmentation import SegmentationTrainer
 
 DATASET = "graphene"
 IMAGES_PER_STRUCTURE = 8
@@ -103,7 +103,7 @@ def test_fcn_finds_graphene_atoms_in_held_out_images(tmp_path: Path, one_thread:
     study = graphene_study()
     directory = write_dataset(study, DATASET, tmp_path)
     (trial,) = expand_trials(study)
-    trainer = Trainer(trial.config, {DATASET: directory})
+    trainer = SegmentationTrainer(trial.trial, {DATASET: directory})
 
     # Held-out structures: the split is by structure, test shares none with training.
     split = trainer.split(DATASET)

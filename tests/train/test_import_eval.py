@@ -13,9 +13,15 @@ from conftest import TRAIN
 from train_helpers import wse2_study
 
 from hpcbench.datasets.generate import generate
-from hpcbench.study import Study, dataset_hash, validate_study_data
-from hpcbench.train.grid import GridError, expand_cyclegan_trials, expand_trials
-from hpcbench.train.loop import Trainer
+from hpcbench.plan import (
+    GridError,
+    dataset_dir,
+    dataset_hash,
+    expand_cyclegan_trials,
+    expand_trials,
+)
+from hpcbench.study import Study, validate_study_data
+from hpcbench.train.segmentation import SegmentationTrainer
 from hpcbench.train.sweep import TrainError, train
 
 PT = Path(__file__).resolve().parents[3] / "shared" / "data" / "pt-single-atoms-haadf"
@@ -108,10 +114,10 @@ def test_simulation_trained_fcn_is_scored_on_imported_images(
 ) -> None:
     study = _study(pt_folder)
     (imported,) = generate(study, root=tmp_path, only=["pt"], progress=False)
-    assert imported.directory == study.dataset_dir(tmp_path, "pt")
+    assert imported.directory == dataset_dir(study, tmp_path, "pt")
     (trial,) = expand_trials(study)
-    dirs = {"wse2": study.dataset_dir(tiny_root, "wse2"), "pt": imported.directory}
-    trainer = Trainer({**trial.config, "key": trial.key}, dirs)
+    dirs = {"wse2": dataset_dir(study, tiny_root, "wse2"), "pt": imported.directory}
+    trainer = SegmentationTrainer(trial.trial, dirs, key=trial.key)
     trainer.run_epoch()
     metrics, examples = trainer.test()
     for key in ("detection_f1", "detection_recall", "f1", "intersection_over_union"):
@@ -141,8 +147,8 @@ def test_cyclegan_trains_towards_imported_images(
     (imported,) = generate(study, root=tmp_path, only=["pt"], progress=False)
     (trial,) = expand_cyclegan_trials(study)
     assert trial.config["target_size"] == 4  # one image's 4 patches: 1 of 3 images trains
-    dirs = {"wse2": study.dataset_dir(tiny_root, "wse2"), "pt": imported.directory}
-    trainer = CycleGANTrainer({**trial.config, "key": trial.key}, dirs)
+    dirs = {"wse2": dataset_dir(study, tiny_root, "wse2"), "pt": imported.directory}
+    trainer = CycleGANTrainer(trial.trial, dirs, key=trial.key)
     history = trainer.run_epoch()
     assert math.isfinite(history["val/frechet_distance"])
     metrics, _ = trainer.test()

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from train_helpers import write_dataset, wse2_study
 
-from hpcbench.train.grid import expand_trials
+from hpcbench.plan import dataset_dir, expand_trials
 from hpcbench.train.sweep import TrainError, train
 
 pytestmark = pytest.mark.cluster
@@ -61,7 +61,7 @@ def test_sweep_on_two_nodes_logs_one_complete_run_per_trial(
         assert run.info.run_name == trial.key and run.info.status == "FINISHED"
         assert tags["hpcbench.study"] == "sweep" and tags["hpcbench.complete"] == "true"
         assert tags["hpcbench.condition"] == trial.label
-        assert tags["hpcbench.dataset_hash"] == study.dataset_dir(tmp_path, "wse2").name[-12:]
+        assert tags["hpcbench.dataset_hash"] == dataset_dir(study, tmp_path, "wse2").name[-12:]
         assert tags["hpcbench.version"] and tags["hpcbench.repeat"] == "0"
         assert float(run.data.params["dose"]) == trial.config["dose"]
         assert run.data.params["model.architecture"] == "fcn"

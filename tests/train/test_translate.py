@@ -22,9 +22,15 @@ from hpcbench.datasets.manifest import read_manifest, verify
 from hpcbench.datasets.read import read_dataset
 from hpcbench.datasets.schema import images_to_numpy
 from hpcbench.datasets.show import class_names
-from hpcbench.study import Study, dataset_hash, validate_study_data
+from hpcbench.plan import (
+    dataset_dir,
+    dataset_hash,
+    expand_cyclegan_trials,
+    expand_trials,
+    make_plan,
+)
+from hpcbench.study import Study, validate_study_data
 from hpcbench.train.cyclegan import load_translator
-from hpcbench.train.grid import expand_cyclegan_trials, expand_trials
 from hpcbench.train.sweep import SweepResult, TrainError, train
 from hpcbench.train.translate import GENERATOR_FILE, translate_dataset, translation_seed
 
@@ -127,7 +133,7 @@ def test_the_cyclegan_trial_is_an_mlflow_run_with_losses_and_fid_per_epoch(done:
 
 def test_the_translated_dataset_keeps_labels_and_records_its_provenance(done: Done) -> None:
     study, root = done.study, done.root
-    directory = study.dataset_dir(root, "sim-gan")
+    directory = dataset_dir(study, root, "sim-gan")
     assert done.result.translated == {"sim-gan": directory}
     assert directory.name == f"sim-gan-{dataset_hash(study, 'sim-gan')}"
     assert verify(directory).ok
@@ -138,7 +144,7 @@ def test_the_translated_dataset_keeps_labels_and_records_its_provenance(done: Do
     assert spec["cyclegan"]["run_id"] == run.info.run_id
     assert spec["cyclegan"]["key"] == expand_cyclegan_trials(study)[0].key
     assert spec["source"]["hash"] == dataset_hash(study, "sim")
-    source = read_dataset(study.dataset_dir(root, "sim"))
+    source = read_dataset(dataset_dir(study, root, "sim"))
     translated = read_dataset(directory)
     assert "clean" not in translated.column_names
     assert class_names(directory) == {1: "anion_vacancy"}  # the source's labels
@@ -170,7 +176,7 @@ def test_fcns_train_on_raw_and_translated_and_are_scored_on_the_target(done: Don
 
 def test_a_rerun_redoes_nothing_and_a_damaged_shard_is_retranslated(done: Done) -> None:
     study, root = done.study, done.root
-    directory = study.dataset_dir(root, "sim-gan")
+    directory = dataset_dir(study, root, "sim-gan")
     shard = sorted(directory.glob("shard-*.parquet"))[1]
     before = shard.read_bytes()
     lines: list[str] = []
@@ -183,7 +189,7 @@ def test_a_rerun_redoes_nothing_and_a_damaged_shard_is_retranslated(done: Done) 
 
     ray.init(address=done.address)
     try:
-        translate_dataset(study, "sim-gan", root=root, log=lines.append)
+        translate_dataset(make_plan(study), "sim-gan", root=root, log=lines.append)
     finally:
         ray.shutdown()
     assert shard.read_bytes() == before  # the same bytes again (seeded translation)
@@ -195,8 +201,8 @@ def test_translating_without_a_trained_cyclegan_is_one_line(tmp_path: Path) -> N
     study = validate_study_data(STUDY)
     write_dataset(study, "sim", tmp_path)
     with pytest.raises(TrainError, match=r"translate.sim-gan: the CycleGAN trial \w+ .* train"):
-        translate_dataset(study, "sim-gan", root=tmp_path, log=lambda _: None)
-    assert not study.dataset_dir(tmp_path, "sim-gan").exists()
+        translate_dataset(make_plan(study), "sim-gan", root=tmp_path, log=lambda _: None)
+    assert not dataset_dir(study, tmp_path, "sim-gan").exists()
 
 
 def test_the_report_shows_this_grids_cyclegan_and_both_training_sets(

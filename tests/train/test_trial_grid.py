@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from train_helpers import wse2_study
 
-from hpcbench.train.grid import GridError, expand_trials, split_dataset, trial_seed
+from hpcbench.plan import GridError, expand_trials, make_plan, trial_seed
 
 BASE = {
     "models": {
@@ -53,22 +53,22 @@ def test_repeats_share_seeds_across_conditions() -> None:
     study = wse2_study({**BASE, "axes": {"model": ["fcn", "small"]}, "repeats": 2}, size=160)
     trials = expand_trials(study)
     seeds = {(t.condition["model"], t.repeat): t.config["seed"] for t in trials}
-    assert seeds[("fcn", 0)] == seeds[("small", 0)] == trial_seed(study, 0)
+    assert seeds[("fcn", 0)] == seeds[("small", 0)] == trial_seed(study.seed, 0)
     assert seeds[("fcn", 0)] != seeds[("fcn", 1)]
 
 
 def test_split_is_by_structure_and_covers_the_dataset() -> None:
     study = wse2_study(BASE, size=160)  # 20 structures of 8 images
-    split = split_dataset(study, "wse2")
+    split = make_plan(study).split("wse2")
     all_ids = np.concatenate([split.train, split.validation, split.test])
     assert np.array_equal(np.sort(all_ids), np.arange(160))
     structures = [set((ids // 8).tolist()) for ids in (split.train, split.validation, split.test)]
     assert not structures[0] & structures[1] and not structures[0] & structures[2]
     assert not structures[1] & structures[2]
     assert len(structures[1]) == len(structures[2]) == 2  # round(0.1 * 20)
-    again = split_dataset(study, "wse2")
+    again = make_plan(study).split("wse2")
     assert np.array_equal(again.test, split.test)
-    reseeded = split_dataset(study.model_copy(update={"seed": 4}), "wse2")
+    reseeded = make_plan(study.model_copy(update={"seed": 4})).split("wse2")
     assert not np.array_equal(reseeded.test, split.test)
 
 
@@ -77,7 +77,7 @@ def test_default_train_size_is_the_whole_training_split() -> None:
     (trial,) = expand_trials(
         study.model_copy(update={"train": study.train.model_copy(update={"repeats": 1})})
     )  # type: ignore[union-attr]
-    assert trial.config["train_size"] == split_dataset(study, "wse2").train.size == 128
+    assert trial.config["train_size"] == make_plan(study).split("wse2").train.size == 128
     assert trial.config["classes"] == ["anion_vacancy", "dopant"]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from hpcbench.datasets.manifest import Manifest, write_manifest
 from hpcbench.datasets.samples import build_shard, shard_count
 from hpcbench.datasets.sink import write_shard
+from hpcbench.plan import dataset_dir
 from hpcbench.study import Study, validate_study_data
 
 
@@ -17,7 +18,7 @@ def write_dataset(study: Study, name: str, root: Path) -> Path:
     The same files ``hpcbench generate`` writes (``build_shard`` + ``write_shard``), so
     the training code reads a real dataset; no Ray involved.
     """
-    directory = study.dataset_dir(root, name)
+    directory = dataset_dir(study, root, name)
     manifest = Manifest.for_dataset(study, name)
     for shard in range(shard_count(study.datasets[name])):
         record = write_shard(build_shard(study, name, shard), directory)

@@ -1,9 +1,7 @@
-"""One trial's training: data, model, optimiser, epochs, validation, test, artifacts.
+"""The segmentation trainer: data, model, optimiser, epochs, validation, test, artifacts.
 
-:class:`Trainer` knows nothing of Ray: the Tune trainable
-(:mod:`hpcbench.train.trainable`) and the benchmark drive the same object. Everything
-random derives from the trial seed and the epoch (never from the order work runs in),
-so a trial restored from an epoch checkpoint continues exactly as if uninterrupted:
+:class:`SegmentationTrainer` runs one :class:`~hpcbench.plan.SegmentationTrial` on the
+shared skeleton of :class:`~hpcbench.train.trainer.Trainer`. Its randomness:
 
 - the training subset: the first ``train_size`` images of a permutation of the
   training split drawn from the seed (so subsets of one repeat are nested);
@@ -26,12 +24,14 @@ import math
 import os
 import time
 from collections.abc import Iterator, Mapping
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from numpy.typing import NDArray
 from pydantic import TypeAdapter
 
@@ -43,22 +43,24 @@ from hpcbench.metrics import (
     segmentation_scores,
 )
 from hpcbench.models import build_model, output_stride
+from hpcbench.plan import SegmentationTrial
 from hpcbench.study import ModelSpec
 from hpcbench.train.data import ImageSet, augment, normalize
-from hpcbench.train.grid import Split, config_split
 from hpcbench.train.losses import SegmentationLoss
+from hpcbench.train.trainer import BEST, SUBSET, Trainer
 
-__all__ = ["Trainer", "load_checkpoint", "predict"]
+__all__ = ["SegmentationTrainer", "load_checkpoint", "predict", "prediction_figure"]
 
 _MODEL_SPEC: TypeAdapter[Any] = TypeAdapter(ModelSpec)
-# Streams of the per-epoch randomness (children of the trial seed).
-_SUBSET, _ORDER, _NOISE, _AUGMENT = range(4)
-CHECKPOINT = "state.pt"
-BEST = "best.pt"
 
 
-def _rng(seed: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, *key]))
+class Stream(IntEnum):
+    """Streams of the trial's randomness (children of the trial seed)."""
+
+    SUBSET = SUBSET
+    ORDER = 1
+    NOISE = 2
+    AUGMENT = 3
 
 
 def predict(
@@ -101,47 +103,48 @@ def predict(
     return np.concatenate(outputs)
 
 
-class Trainer:
-    """Train and evaluate one trial.
+class SegmentationTrainer(Trainer[SegmentationTrial]):
+    """Train and evaluate one segmentation trial.
 
     Parameters
     ----------
-    config : mapping
-        A resolved trial config (:attr:`hpcbench.train.grid.TrialSpec.config`).
+    trial : SegmentationTrial
+        What to run.
     data_dirs : mapping of str to path
-        Directory of each dataset the config names.
+        Directory of each dataset the trial names.
+    key : str, optional
+        The trial's key, recorded in checkpoints and artifacts.
     device : str
         Torch device (``"cpu"``, ``"cuda"``).
+
+    Raises
+    ------
+    ValueError
+        For a crop the model or the images cannot take (one line naming the problem).
     """
 
     def __init__(
         self,
-        config: Mapping[str, Any],
+        trial: SegmentationTrial,
         data_dirs: Mapping[str, str | os.PathLike[str]],
         *,
+        key: str | None = None,
         device: str = "cpu",
     ) -> None:
-        self.config = dict(config)
-        self.data_dirs = {name: Path(path) for name, path in data_dirs.items()}
-        self.device = torch.device(device)
-        self.seed = int(config["seed"])
-        self.classes: list[str] = list(config["classes"])
+        super().__init__(trial, data_dirs, key=key, device=device)
+        self.classes: list[str] = list(trial.classes)
         self.num_classes = len(self.classes) + 1
-        self.spec = _MODEL_SPEC.validate_python(config["model"])
-        self.stride = output_stride(self.spec)
-        augment_spec = config["augment"]
-        crop = augment_spec.get("crop")
-        self.crop: tuple[int, int] | None = None if crop is None else (int(crop[0]), int(crop[1]))
+        self.stride = output_stride(trial.model)
+        self.crop = trial.augment.crop
         if self.crop is not None and any(size % self.stride for size in self.crop):
             raise ValueError(
                 f"augment.crop {list(self.crop)} must be a multiple of {self.stride} for "
-                f"model {config['model_name']} (its output stride)"
+                f"model {trial.model_name} (its output stride)"
             )
-        dataset = str(config["dataset"])
-        split = self.split(dataset)
-        subset = _rng(self.seed, _SUBSET).permutation(split.train)[: int(config["train_size"])]
-        self.train_set = self._image_set(dataset, subset)
-        self.val_set = self._image_set(dataset, split.validation)
+        split = self.split(trial.dataset)
+        subset = self.rng(Stream.SUBSET).permutation(split.train)[: trial.train_size]
+        self.train_set = self._image_set(trial.dataset, subset)
+        self.val_set = self._image_set(trial.dataset, split.validation)
         if self.crop is not None and any(
             c > s for c, s in zip(self.crop, self.train_set.shape, strict=True)
         ):
@@ -150,58 +153,40 @@ class Trainer:
             )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.model = build_model(self.spec, in_channels=1, num_classes=self.num_classes)
+            self.model = build_model(trial.model, in_channels=1, num_classes=self.num_classes)
         self.model.to(self.device)
-        self.loss = SegmentationLoss(**config["loss"])
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=float(config["learning_rate"])
-        )
+        self.loss = SegmentationLoss(**trial.loss.model_dump())
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=trial.learning_rate)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
-            self.optimizer, gamma=float(config["lr_decay"])
+            self.optimizer, gamma=trial.lr_decay
         )
-        self.epoch = 0
-        self.best_score = math.inf
-        self.best_epoch = 0
         self.best_state: dict[str, torch.Tensor] = copy.deepcopy(self.model.state_dict())
-        self.history: list[dict[str, float]] = []
 
     # ------------------------------------------------------------------ data
 
-    def split(self, name: str) -> Split:
-        """The train/validation/test split of dataset ``name`` (a translation: its source's)."""
-        return config_split(self.config, name)
-
     def _image_set(self, name: str, ids: NDArray[np.int64]) -> ImageSet:
-        if name not in self.data_dirs:
-            raise ValueError(f"no directory given for dataset {name}")
-        return ImageSet(
-            self.data_dirs[name],
-            ids,
-            dataset_classes=self.config["datasets"][name]["classes"],
-            classes=self.classes,
-            dose=self.config["dose"],
-        )
+        return self.image_set(name, ids, classes=self.classes, dose=self.trial.dose)
 
     def _training_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
         """Augmented batches of this epoch and the seconds spent making each."""
         epoch = self.epoch
-        order = _rng(self.seed, _ORDER, epoch).permutation(len(self.train_set))
-        size = int(self.config["batch_size"])
-        spec = self.config["augment"]
+        order = self.rng(Stream.ORDER, epoch).permutation(len(self.train_set))
+        size = self.trial.batch_size
+        spec = self.trial.augment
         for start in range(0, order.size, size):
             began = time.perf_counter()
             images, masks = [], []
             for index in order[start : start + size].tolist():
                 sample = int(self.train_set.sample_ids[index])
-                noise = np.random.SeedSequence([self.seed, _NOISE, epoch, sample])
+                noise = np.random.SeedSequence([self.seed, int(Stream.NOISE), epoch, sample])
                 frame = normalize(self.train_set.frame(index, seed=noise))
                 image, mask = augment(
                     frame,
                     self.train_set.mask(index),
-                    _rng(self.seed, _AUGMENT, epoch, sample),
+                    self.rng(Stream.AUGMENT, epoch, sample),
                     crop=self.crop,
-                    rot90=bool(spec["rot90"]),
-                    flips=bool(spec["flips"]),
+                    rot90=spec.rot90,
+                    flips=spec.flips,
                 )
                 images.append(image)
                 masks.append(mask)
@@ -255,7 +240,7 @@ class Trainer:
         """
         batch = self.val_set.batch(np.arange(len(self.val_set)))
         probabilities = predict(
-            self.model, batch.images, stride=self.stride, batch_size=int(self.config["batch_size"])
+            self.model, batch.images, stride=self.stride, batch_size=self.trial.batch_size
         )
         target = torch.from_numpy(batch.masks)
         logits = torch.from_numpy(np.log(np.clip(probabilities, 1e-12, None)))
@@ -265,7 +250,7 @@ class Trainer:
         metrics = {"val/loss": loss}
         for name in ("f1", "intersection_over_union", "precision", "recall"):
             metrics[f"val/{name}"] = float(scores[name])
-        score = loss if self.config["select"] == "loss" else -_nan_to(metrics["val/f1"], 0.0)
+        score = loss if self.trial.select == "loss" else -_nan_to(metrics["val/f1"], 0.0)
         if score < self.best_score:
             self.best_score = score
             self.best_epoch = self.epoch
@@ -273,53 +258,21 @@ class Trainer:
         metrics["val/best_epoch"] = float(self.best_epoch)
         return metrics
 
-    def run_epoch(self) -> dict[str, float]:
-        """:meth:`train_epoch` then :meth:`validate`; returns both, with ``epoch``."""
-        metrics = self.train_epoch()
-        metrics.update(self.validate())
-        metrics["epoch"] = float(self.epoch)
-        self.history.append(metrics)
-        return metrics
+    # ----------------------------------------------------------- checkpoints
 
-    # ----------------------------------------------------------- checkpointing
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue the trial exactly."""
+    def _training_state(self) -> dict[str, Any]:
         return {
-            "epoch": self.epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "best_score": self.best_score,
-            "best_epoch": self.best_epoch,
             "best_state": self.best_state,
-            "history": self.history,
-            "key": self.config.get("key"),
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from :meth:`state_dict`."""
+    def _load_training_state(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch = int(state["epoch"])
-        self.best_score = float(state["best_score"])
-        self.best_epoch = int(state["best_epoch"])
         self.best_state = dict(state["best_state"])
-        self.history = list(state["history"])
-
-    def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write the training state to ``directory/state.pt``."""
-        path = Path(directory) / CHECKPOINT
-        torch.save(self.state_dict(), path)
-        return path
-
-    def load(self, directory: str | os.PathLike[str]) -> None:
-        """Continue from ``directory/state.pt``."""
-        state = torch.load(
-            Path(directory) / CHECKPOINT, map_location=self.device, weights_only=False
-        )
-        self.load_state_dict(state)
 
     # ---------------------------------------------------------------- testing
 
@@ -346,20 +299,14 @@ class Trainer:
             A few test images, masks, predictions and detections per set, for figures.
         """
         model = self.best_model()
-        detection = self.config["detection"]
+        detection = self.trial.detection
         metrics: dict[str, float] = {}
         examples: dict[str, Any] = {}
-        for name in self.config["test_sets"]:
-            info = self.config["datasets"][name]
-            ids = (
-                self.split(name).test
-                if info.get("test_split", True)
-                else np.arange(int(info["size"]), dtype=np.int64)
-            )
-            images = self._image_set(name, ids)
+        for name in self.trial.test_sets:
+            images = self._image_set(name, self.test_ids(name))
             batch = images.batch(np.arange(len(images)))
             probabilities = predict(
-                model, batch.images, stride=self.stride, batch_size=int(self.config["batch_size"])
+                model, batch.images, stride=self.stride, batch_size=self.trial.batch_size
             )
             prediction = probabilities.argmax(axis=1)
             confusion = confusion_matrix(prediction, batch.masks, self.num_classes)
@@ -370,7 +317,7 @@ class Trainer:
             for cls in self.classes:
                 metrics[f"{prefix}/f1/{cls}"] = float(scores[f"f1/{cls}"])
             counts = DetectionCounts()
-            label_radius = float(self.config["datasets"][name]["radius"])  # [Å]
+            label_radius = self.trial.datasets[name].radius  # [Å]
             found_all = []
             for index in range(len(images)):
                 pixel = images.pixel_size(index)
@@ -382,12 +329,12 @@ class Trainer:
                     owned = np.where(prediction[index] == label, probabilities[index, label], 0)
                     found = find_atoms(
                         owned,
-                        method=detection["method"],
-                        threshold=max(float(detection["threshold"]), 1e-6),
+                        method=detection.method,
+                        threshold=max(detection.threshold, 1e-6),
                         min_sigma=1.0,
                         max_sigma=max(2.0, label_radius / pixel),
                     )
-                    match = float(detection["match_radius"]) / pixel
+                    match = detection.match_radius / pixel
                     counts = counts + detection_counts(
                         found, xy[labels == label], match, shape=images.shape, border=match
                     )
@@ -417,20 +364,21 @@ class Trainer:
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        hashes = {name: info["hash"] for name, info in self.config["datasets"].items()}
+        config = self.config
+        hashes = {name: info.hash for name, info in self.trial.datasets.items()}
         torch.save(
             {
                 "state_dict": self.best_state,
-                "model": self.config["model"],
+                "model": config["model"],
                 "num_classes": self.num_classes,
                 "classes": self.classes,
                 "data_hashes": hashes,
                 "best_epoch": self.best_epoch,
-                "config": self.config,
+                "config": config,
             },
             directory / BEST,
         )
-        (directory / "trial.json").write_text(json.dumps(self.config, indent=2, sort_keys=True))
+        (directory / "trial.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         written = [directory / BEST, directory / "trial.json"]
         if examples:
             png = directory / "predictions.png"
@@ -456,11 +404,6 @@ def _nan_to(value: float, default: float) -> float:
 
 def prediction_figure(examples: Mapping[str, Any], classes: list[str]) -> bytes:
     """PNG of test images, labels and predictions (with detections) per test set."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
     rows = sum(len(e["images"]) for e in examples.values())
     figure = Figure(figsize=(9, 3 * max(rows, 1)), layout="constrained")
     axes = figure.subplots(max(rows, 1), 3, squeeze=False)

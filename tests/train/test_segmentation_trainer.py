@@ -1,4 +1,4 @@
-"""The Trainer without Ray: recipe, determinism, exact resume, test metrics, artifacts."""
+"""The segmentation trainer without Ray: recipe, determinism, resume, test metrics, artifacts."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from hpcbench.metrics import confusion_matrix, segmentation_scores
+from hpcbench.plan import dataset_dir, expand_trials, parse_trial
 from hpcbench.study import Study
-from hpcbench.train.grid import expand_trials
-from hpcbench.train.loop import Trainer, load_checkpoint, predict
+from hpcbench.train.segmentation import SegmentationTrainer, load_checkpoint, predict
 
 
-def _trainer(study: Study, root: Path, **changes: Any) -> Trainer:
+def _trainer(study: Study, root: Path, **changes: Any) -> SegmentationTrainer:
     (trial,) = expand_trials(study)
-    config = {**trial.config, "key": trial.key, **changes}
-    return Trainer(config, {"wse2": study.dataset_dir(root, "wse2")})
+    config = parse_trial({**trial.config, **changes})
+    return SegmentationTrainer(config, {"wse2": dataset_dir(study, root, "wse2")}, key=trial.key)
 
 
 def test_epochs_follow_the_recipe(tiny_study: Study, tiny_root: Path) -> None:
@@ -103,7 +103,7 @@ def test_test_metrics_and_artifacts(tiny_study: Study, tiny_root: Path, tmp_path
     assert (tmp_path / "predictions.png").read_bytes()[:4] == b"\x89PNG"
     model, content = load_checkpoint(tmp_path / "best.pt")
     assert content["classes"] == ["anion_vacancy", "dopant"]
-    assert content["data_hashes"] == {"wse2": tiny_study.dataset_dir(tiny_root, "wse2").name[-12:]}
+    assert content["data_hashes"] == {"wse2": dataset_dir(tiny_study, tiny_root, "wse2").name[-12:]}
     images = examples["wse2"]["images"]
     expected = predict(trainer.best_model(), images, stride=trainer.stride)
     assert np.array_equal(predict(model, images, stride=trainer.stride), expected)
