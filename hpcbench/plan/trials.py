@@ -87,6 +87,12 @@ class DatasetInfo(BaseModel):
         return data
 
 
+# Fields added after trial keys were first published, with their defaults: left out of
+# the JSON form (and so of the key) while they hold them, so every trial made before they
+# existed keeps its key and its MLflow run.
+UNKEYED_DEFAULTS: dict[str, Any] = {"precision": "fp32"}
+
+
 class TrialConfig(BaseModel):
     """Base of the typed trial configs: frozen, unknown keys rejected."""
 
@@ -107,8 +113,15 @@ class TrialConfig(BaseModel):
     seed: int
 
     def to_config(self) -> dict[str, Any]:
-        """The JSON form: what Tune carries, MLflow logs and :attr:`key` hashes."""
-        return self.model_dump(mode="json")
+        """The JSON form: what Tune carries, MLflow logs and :attr:`key` hashes.
+
+        Fields of :data:`UNKEYED_DEFAULTS` are left out while they hold their default.
+        """
+        config = self.model_dump(mode="json")
+        for name, default in UNKEYED_DEFAULTS.items():
+            if name in config and config[name] == default:
+                del config[name]
+        return config
 
     @property
     def key(self) -> str:

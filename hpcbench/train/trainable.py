@@ -44,7 +44,12 @@ def run_trial(config: dict[str, Any]) -> None:
     runtime = config.get("runtime", {})
     threads = max(1, int(runtime.get("cpus", 1)))
     torch.set_num_threads(threads)
-    device = "cuda" if runtime.get("gpus", 0) and torch.cuda.is_available() else "cpu"
+    gpus = float(runtime.get("gpus", 0))
+    device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+    if device == "cuda" and gpus < 1:
+        # A fractional GPU (--gpus-per-trial 0.25): Ray packs trials onto one device, so
+        # each trial's process keeps to its share of the device's memory.
+        torch.cuda.set_per_process_memory_fraction(gpus)
     trial = parse_trial(config["trial"])
     key = str(config["key"])
     with threadpool_limits(limits=threads):

@@ -59,6 +59,38 @@ def test_resume_from_a_checkpoint_is_exact(
     assert str(scores(resumed.history)) == str(scores(straight.history))  # NaN-safe
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_close_to_fp32_and_resumes_exactly(
+    tiny_study: Study, tiny_root: Path, tmp_path: Path, precision: str
+) -> None:
+    reference = _trainer(tiny_study, tiny_root, dose=1e5)
+    mixed = _trainer(tiny_study, tiny_root, dose=1e5, precision=precision)
+    assert mixed.autocast_dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    assert mixed.scaler.is_enabled() == (precision == "fp16")
+    fp32_loss = reference.run_epoch()["train/loss"]
+    mixed_loss = mixed.run_epoch()["train/loss"]
+    # Autocast really ran (the arithmetic differs) and stayed close to fp32.
+    assert mixed_loss != fp32_loss
+    assert mixed_loss == pytest.approx(fp32_loss, rel=0.05)
+    mixed.run_epoch()
+    interrupted = _trainer(tiny_study, tiny_root, dose=1e5, precision=precision)
+    interrupted.run_epoch()
+    interrupted.save(tmp_path)
+    resumed = _trainer(tiny_study, tiny_root, dose=1e5, precision=precision)
+    resumed.load(tmp_path)
+    resumed.run_epoch()
+    for name, tensor in mixed.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+def test_precision_enters_the_key_only_when_set(tiny_study: Study) -> None:
+    (trial,) = expand_trials(tiny_study)
+    assert "precision" not in trial.config and trial.trial.precision == "fp32"
+    bf16 = parse_trial({**trial.config, "precision": "bf16"})
+    assert bf16.to_config()["precision"] == "bf16" and bf16.key != trial.key
+    assert parse_trial(trial.config).key == trial.key
+
+
 def test_seed_changes_initialisation_and_subset(tiny_study: Study, tiny_root: Path) -> None:
     a = _trainer(tiny_study, tiny_root, train_size=8)
     b = _trainer(tiny_study, tiny_root, train_size=16)
