@@ -66,11 +66,12 @@ DEFAULT_ROOT = Path("runs")
 @app.command()
 def validate(study: StudyArg, smoke: SmokeOpt = False) -> None:
     """Check a study file and print its plan: the datasets and trials it makes."""
-    from hpcbench.datasets.importer import ImageImportError
-    from hpcbench.plan import GridError, make_plan
     from hpcbench.study import load_study
 
-    spec = load_study(study, smoke=smoke)
+    spec = load_study(study, smoke=smoke)  # a bad file fails here, before the plan's imports
+    from hpcbench.datasets.importer import ImageImportError
+    from hpcbench.plan import GridError, make_plan
+
     plan = make_plan(spec)
     for name in spec.imports:
         try:

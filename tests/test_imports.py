@@ -175,3 +175,17 @@ def test_cli_help_does_not_import_heavy_libraries() -> None:
         "print([m for m in ('ray', 'abtem', 'torch', 'mlflow') if m in sys.modules])"
     )
     assert _run(code).strip().splitlines()[-1] == "[]"
+
+
+def test_rejecting_a_bad_study_loads_nothing_heavy() -> None:
+    # validate reads the schema first; the plan (pyarrow, the simulation stack) only
+    # for a study that is valid, so a bad file is refused at interpreter start-up cost.
+    bad = PACKAGE.parent / "tests" / "data" / "bad_studies" / "dose_nan.yaml"
+    code = (
+        "import sys\n"
+        "from hpcbench.cli import main\n"
+        f"assert main(['validate', {str(bad)!r}]) == 2\n"
+        "heavy = ('pyarrow', 'scipy', 'torch', 'ray', 'mlflow', 'hpcbench.plan')\n"
+        "print([m for m in heavy if m in sys.modules])"
+    )
+    assert _run(code).strip().splitlines()[-1] == "[]"

@@ -198,7 +198,7 @@ def output_stride(config: ModelSpec) -> int:
         ``2**depth`` for every architecture (for the ResNet UNet the stride-2 stem is the
         first of the ``depth`` stages).
     """
-    return int(2**config.depth)
+    return config.output_stride
 
 
 def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:

@@ -14,9 +14,13 @@ _SLUG = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 
 
 class Spec(BaseModel):
-    """A part of a study file: unknown keys are errors and values never change."""
+    """A part of a study file: unknown keys are errors and values never change.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Numbers must be finite: ``.nan``, ``.inf`` or ``"inf"`` (a dose, a size) fail here,
+    at ``validate``, not inside a worker later.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _slug(value: str) -> str:

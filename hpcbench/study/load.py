@@ -56,6 +56,7 @@ _MESSAGES: dict[str, str] = {
     "less_than_equal": "must be <= {le}",
     "too_short": "must have at least {min_length} item(s)",
     "literal_error": "must be one of {expected}",
+    "finite_number": "must be a finite number",
 }
 
 
@@ -167,6 +168,29 @@ def _validate(data: Any, *, source: str, smoke: bool) -> Study:
     return study
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """:class:`yaml.SafeLoader` that rejects a key given twice in one mapping.
+
+    PyYAML keeps the last value silently: ``dose: 1e4`` then ``dose: 1e6`` in one
+    section would run a different study than the one the reader sees.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (line {seen[key]} and line {line})",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_study(path: str | Path, *, smoke: bool = False) -> Study:
     """Read and validate a study file.
 
@@ -193,7 +217,7 @@ def load_study(path: str | Path, *, smoke: bool = False) -> Study:
     except UnicodeDecodeError:
         raise StudyError([f"{source}: (top level): not UTF-8 text"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python tags
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -133,6 +133,28 @@ class Study(Spec):
                         )
         return self
 
+    @model_validator(mode="after")
+    def _crop_fits(self) -> Self:
+        train = self.train
+        if train is None or train.augment.crop is None:
+            return self
+        crop = train.augment.crop
+        for name in train.axes.dataset or [train.dataset or next(iter(self.datasets))]:
+            rows, cols = self.dataset_spec(name).image.shape
+            if crop[0] > rows or crop[1] > cols:
+                raise ValueError(
+                    f"train.augment.crop: {list(crop)} exceeds the {rows}x{cols} px images "
+                    f"of dataset {name}"
+                )
+        for model in train.axes.model or [train.model or next(iter(train.models))]:
+            stride = train.models[model].output_stride
+            if crop[0] % stride or crop[1] % stride:
+                raise ValueError(
+                    f"train.augment.crop: {list(crop)} must be a multiple of {stride} for "
+                    f"model {model} (its output stride, 2**depth)"
+                )
+        return self
+
     def dataset_names(self) -> list[str]:
         """Simulated datasets, then translated ones, then imported ones, in declaration order."""
         return [*self.datasets, *self.translate, *self.imports]

@@ -29,6 +29,7 @@ __all__ = [
     "FIDSpec",
     "LossSpec",
     "ModelSpec",
+    "NetworkConfig",
     "ResNetUNetConfig",
     "SegmentationSettings",
     "SplitSpec",
@@ -40,7 +41,18 @@ __all__ = [
 # ------------------------------------------------------------------------- training
 
 
-class FCNConfig(Spec):
+class NetworkConfig(Spec):
+    """What every segmentation network config shares: ``depth`` 2x down-samplings."""
+
+    depth: int
+
+    @property
+    def output_stride(self) -> int:
+        """The factor an input's height and width must be divisible by: ``2**depth``."""
+        return int(2**self.depth)
+
+
+class FCNConfig(NetworkConfig):
     """The seed-004 encoder-decoder FCN (Ziatdinov et al. 2017).
 
     ``depth`` levels of one 3x3 convolution + ReLU + 2x2 max-pool with ``width``,
@@ -54,7 +66,7 @@ class FCNConfig(Spec):
     batch_norm: bool = False
 
 
-class UNetConfig(Spec):
+class UNetConfig(NetworkConfig):
     """G-UNet (``unet``) and Attention-UNet (``attention_unet``) of seed 003 (Fuhr et al.).
 
     ``depth`` down-sampling levels of double 3x3 convolutions (+ batch norm + ReLU) with
@@ -69,7 +81,7 @@ class UNetConfig(Spec):
     upsampling: Literal["transpose", "bilinear"] = "transpose"
 
 
-class ResNetUNetConfig(Spec):
+class ResNetUNetConfig(NetworkConfig):
     """A UNet whose encoder is a ResNet (He et al. 2016), built here, randomly initialised.
 
     ``layers`` picks ResNet-18/34 (basic blocks) or 50/101/152 (bottlenecks); ``depth``
