@@ -26,6 +26,22 @@ Block = tuple[str, Any]
 _PARAMS = {"alpha": "α [e/Å²]", "F_inf": "F∞"}
 
 
+def display_uri(uri: str, base: Path | None = None) -> str:
+    """A tracking URI as a report shows it: a SQLite store relative to ``base``.
+
+    ``base`` defaults to the working directory; a store outside it is named by its file
+    alone, so a committed report carries no path of the machine that made it.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return uri
+    path = Path(uri.removeprefix(prefix))
+    try:
+        return prefix + path.relative_to((base or Path.cwd()).resolve()).as_posix()
+    except ValueError:
+        return prefix + path.name
+
+
 def _num(value: Any, digits: int = 3) -> str:
     if value is None:
         return "–"
@@ -56,7 +72,7 @@ def _setup(report: Report) -> list[Block]:
         + (f" (seed {spec['seed']})" if "seed" in spec else ""),
         f"{len(runs)} complete runs"
         + (f" of grid `{report.grid}`" if report.grid else "")
-        + f", read from MLflow at `{report.tracking_uri}`; hpcbench "
+        + f", read from MLflow at `{display_uri(report.tracking_uri)}`; hpcbench "
         + ", ".join(report.table.versions or ["?"]),
     ]
     out.append(("ul", facts))
