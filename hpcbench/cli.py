@@ -438,7 +438,8 @@ def run_command(
     except ReportError as exc:
         raise UserError(f"{study}: report: {exc}") from None
     minutes = (time.perf_counter() - began) / 60
-    typer.echo(f"report: {path} ({minutes:.1f} min)")
+    typer.echo(f"report: {path}")
+    typer.echo(f"done in {minutes:.1f} min")
     if result.errored:
         raise typer.Exit(1)
 

@@ -16,6 +16,7 @@ and ``val/…`` per epoch (step = epoch) and ``test/<set>/…`` at the last epoc
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -66,7 +67,12 @@ def _artifact_location(tracking_uri: str) -> str | None:
 
 
 def client_for(tracking_uri: str) -> MlflowClient:
-    """An :class:`mlflow.MlflowClient` for ``tracking_uri`` (SQLite parent dir created)."""
+    """An :class:`mlflow.MlflowClient` for ``tracking_uri`` (SQLite parent dir created).
+
+    MLflow's INFO lines on creating or migrating a SQLite store are kept off the
+    console (its warnings and errors still show).
+    """
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=tracking_uri)

@@ -292,10 +292,15 @@ def test_run_takes_a_study_from_nothing_to_a_report(
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "runs"
     assert main(["run", str(path), "--root", str(root)]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "[1/3] generate" in out and "[2/3] train" in out and "[3/3] report" in out
     report = tmp_path / "reports" / "tiny-run"
-    assert out.rstrip().splitlines()[-1].startswith("report: reports/tiny-run/report.html (")
+    assert out.rstrip().splitlines()[-2] == "report: reports/tiny-run/report.html"
+    assert re.fullmatch(r"done in \d+\.\d min", out.rstrip().splitlines()[-1])
+    # hpcbench's own progress, not Tune's boxes, TensorBoard hints or MLflow INFO lines.
+    for noise in ("Configuration for experiment", "View detailed results", "TensorBoard", "INFO"):
+        assert noise not in out + captured.err, noise
     results = (report / "results.csv").read_bytes()
     assert len(results.decode().splitlines()) == 1 + 2  # header + one run per trial
     # Rebuilt from MLflow alone: the same results.csv.

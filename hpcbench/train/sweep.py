@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,6 +199,11 @@ def train(
         Datasets are missing, ``resume`` and there is nothing to resume, or a CycleGAN
         that a translation needs did not finish.
     """
+    if verbose == 0:
+        # Tune's newer console output prints a configuration box, a results path and a
+        # TensorBoard hint even at verbose=0; its classic output at verbose=0 prints
+        # nothing, and ProgressLines says what a user needs.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     root = Path(root)
     plan = make_plan(study)
     cyclegan_trials = plan.cyclegan_trials
@@ -351,7 +357,10 @@ def _sweep(
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=str(storage),
-                callbacks=[MLflowTracker(uri, study.name), ProgressLines(len(pending))],
+                callbacks=[
+                    MLflowTracker(uri, study.name),
+                    ProgressLines(len(pending), sum(t.trial.epochs for t in pending)),
+                ],
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 verbose=verbose,
@@ -374,15 +383,60 @@ def _sweep(
 
 
 class ProgressLines(Callback):
-    """One line per finished or failed trial: ``[k/n] key condition r<repeat>: scores``.
+    """One line per finished or failed trial, and progress with an ETA while they run.
 
-    Tune's own status tables are off by default (``verbose=0``); these lines say the
-    same in a form that reads well in a Slurm log. Picklable (``Tuner.restore``).
+    ``[k/n] key condition r<repeat>: scores`` when a trial ends; between, at most every
+    ``interval`` seconds, ``progress: e/E epochs (r running), m min elapsed, ETA t min``
+    where the ETA extrapolates the epochs finished so far per second of this sweep over
+    the epochs left (all trials, whatever runs concurrently). Tune's own status tables
+    are off by default (``verbose=0``); these lines say the same in a form that reads
+    well in a Slurm log. Picklable (``Tuner.restore``).
+
+    Parameters
+    ----------
+    total : int
+        Trials of the sweep.
+    epochs : int
+        Epochs of all its trials together.
+    interval : float
+        Least seconds between two progress lines.
     """
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, epochs: int = 0, interval: float = 30.0) -> None:
         self.total = total
         self.done = 0
+        self.epochs = epochs
+        self.interval = interval
+        self._epochs_done: dict[str, int] = {}
+        self._began: float | None = None
+        self._last_line = 0.0
+
+    def progress(self, now: float | None = None) -> str:
+        """``progress: e/E epochs …, ETA …`` for the sweep so far."""
+        now = time.monotonic() if now is None else now
+        began = self._began if self._began is not None else now
+        elapsed = now - began
+        done = sum(self._epochs_done.values())
+        text = f"progress: {done}/{self.epochs} epochs, {elapsed / 60:.1f} min elapsed"
+        if done and elapsed > 0 and self.epochs > done:
+            remaining = (self.epochs - done) * elapsed / done
+            text += f", ETA {remaining / 60:.1f} min"
+        return text
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
+    ) -> None:
+        """Count the trial's epochs; print progress at most every ``interval`` seconds."""
+        now = time.monotonic()
+        if self._began is None:
+            self._began = now - float(result.get("time_total_s", 0.0))
+            self._last_line = now
+        config = unwrap(trial.config)
+        self._epochs_done[str(config["key"])] = int(result.get("epoch", 0))
+        if now - self._last_line >= self.interval:
+            self._last_line = now
+            running = sum(1 for t in trials if t.status == "RUNNING")
+            print(f"  {self.progress(now)} ({running} trials running)", flush=True)
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any

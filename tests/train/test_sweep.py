@@ -160,3 +160,26 @@ def test_sigkill_then_resume_finishes_every_trial_once(tmp_path: Path) -> None:
         assert run.info.status == "FINISHED" and run.data.tags["hpcbench.complete"] == "true"
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
         assert steps == [1, 2, 3]  # no epoch logged twice after the restore
+
+
+def test_progress_lines_extrapolate_an_eta() -> None:
+    from types import SimpleNamespace
+
+    from hpcbench.train.sweep import ProgressLines
+
+    progress = ProgressLines(total=2, epochs=20, interval=1e9)
+
+    def trial(key: str) -> SimpleNamespace:
+        return SimpleNamespace(config={"_": {"key": key}}, status="RUNNING")
+
+    a, b = trial("a"), trial("b")
+    # The first result, 10 s into trial a, sets the sweep's start.
+    progress.on_trial_result(0, [a, b], a, {"epoch": 1, "time_total_s": 10.0})
+    began = progress._began
+    assert began is not None
+    progress.on_trial_result(0, [a, b], b, {"epoch": 3, "time_total_s": 30.0})
+    # 4 of 20 epochs after 40 s: 16 left at 10 s each = 160 s.
+    assert progress.progress(now=began + 40.0) == (
+        "progress: 4/20 epochs, 0.7 min elapsed, ETA 2.7 min"
+    )
+    assert progress.progress(now=began).startswith("progress: 4/20 epochs, 0.0 min")
