@@ -628,6 +628,11 @@ def _report(exc: BaseException) -> int:
         for line in exc.lines:
             typer.echo(line, err=True)
         return 2
+    from hpcbench.train.errors import Interrupted  # lazy: start-up time
+
+    if isinstance(exc, Interrupted):
+        typer.echo(str(exc), err=True)
+        return 130
     if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError | ConnectionError):
         typer.echo(f"error: {exc}", err=True)
         return 2
@@ -645,6 +650,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.exit_code or 0)
     except typer.Abort:
         typer.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        if _state["traceback"]:
+            raise
+        typer.echo("interrupted; what is complete is kept: run the same command to go on", err=True)
         return 130
     except Exception as exc:
         # typer vendors click (typer._click); its usage errors carry show() and exit_code.

@@ -369,3 +369,65 @@ def test_translate_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "source dataset simulation is not generated" in err[0]
     assert not list(tmp_path.glob("*/datasets/simulation-cyclegan-*"))
+
+
+@pytest.mark.slow  # two drivers of a real sweep: 1-2 min on 2 cores
+def test_ctrl_c_stops_train_with_exit_130_and_the_same_command_goes_on(tmp_path: Path) -> None:
+    """SIGINT mid-sweep: exit 130, one line, runs KILLED, no summary; a re-run completes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+    from mlflow import MlflowClient
+
+    from hpcbench.study import validate_study_data
+    from tests.train.train_helpers import write_dataset, wse2_study
+
+    train = {
+        "models": {"fcn": {"architecture": "fcn", "width": 4, "depth": 2}},
+        "epochs": 3,
+        "batch_size": 8,
+        "repeats": 4,
+    }
+    study = wse2_study(train, name="ctrl-c")
+    path = tmp_path / "ctrl-c.yaml"
+    path.write_text(yaml.safe_dump(study.model_dump(mode="json", exclude={"smoke"})))
+    root = tmp_path / "runs"
+    write_dataset(validate_study_data(yaml.safe_load(path.read_text())), "wse2", root)
+    command = [sys.executable, "-m", "hpcbench", "train", str(path), "--root", str(root)]
+    command += ["--max-concurrent", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    deadline = time.monotonic() + 300
+    lines = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        lines.append(line)
+        if line.startswith("[1/4]"):  # one trial done
+            break
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    (experiment,) = client.search_experiments(filter_string="name = 'ctrl-c'")
+    trial_runs = "tags.`hpcbench.kind` != 'grid'"
+    while time.monotonic() < deadline:  # ... and the next one running
+        runs = client.search_runs([experiment.experiment_id], trial_runs)
+        if any(run.info.status == "RUNNING" for run in runs):
+            break
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err
+    errors = [line for line in err.splitlines() if line.strip()]
+    assert errors[-1].startswith("interrupted: 3 of 4 train trials unfinished"), errors
+    assert "trials complete in" not in "".join(lines) + out  # no summary as if done
+    runs = client.search_runs([experiment.experiment_id], trial_runs)
+    statuses = sorted(run.info.status for run in runs)
+    assert "RUNNING" not in statuses and "KILLED" in statuses and "FINISHED" in statuses
+    # The same command continues: every trial complete, one run each.
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    runs = client.search_runs([experiment.experiment_id], trial_runs)
+    keys = [run.data.tags["hpcbench.trial_key"] for run in runs]
+    assert len(keys) == len(set(keys)) == 4
+    assert all(run.data.tags.get("hpcbench.complete") == "true" for run in runs)

@@ -39,12 +39,12 @@ from hpcbench.tracking import (
     record_grid,
     runs_by_key,
 )
-from hpcbench.train.errors import TrainError
+from hpcbench.train.errors import Interrupted, TrainError
 from hpcbench.train.tracker import MLflowTracker, unwrap
 from hpcbench.train.trainable import run_trial, trial_dirname
 from hpcbench.train.translate import translate_dataset
 
-__all__ = ["ProgressLines", "SweepResult", "TrainError", "summarize", "train"]
+__all__ = ["Interrupted", "ProgressLines", "SweepResult", "TrainError", "summarize", "train"]
 
 
 @dataclass(frozen=True)
@@ -375,11 +375,29 @@ def _sweep(
         )
     results = tuner.fit()
     errored = [
-        unwrap(r.config or {}).get("key", "?")
+        str(unwrap(r.config or {}).get("key", "?"))
         for r in (results[i] for i in range(len(results)))
         if r.error is not None
     ]
-    return SweepResult(trials, skipped, [str(k) for k in errored], experiment_dir, uri)
+    # Tune returns normally when interrupted (SIGINT): a trial that neither completed nor
+    # failed was stopped. Say so, rather than summarise as if the sweep had ended.
+    complete = finished_keys(client, experiment_id)
+    stopped = [t.key for t in pending if t.key not in complete and t.key not in errored]
+    if stopped:
+        _mark_killed(client, experiment_id, stopped)
+        raise Interrupted(
+            f"interrupted: {len(stopped)} of {len(trials)} {phase} trials unfinished; run the "
+            "same command again to continue them from their last epoch"
+        )
+    return SweepResult(trials, skipped, errored, experiment_dir, uri)
+
+
+def _mark_killed(client: Any, experiment_id: str, keys: list[str]) -> None:
+    """Mark the still-running MLflow runs of ``keys`` KILLED (a resume reopens them)."""
+    for runs in runs_by_key(client, experiment_id, keys).values():
+        for run in runs:
+            if run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, "KILLED")
 
 
 class ProgressLines(Callback):
