@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +17,7 @@ import typer
 
 if TYPE_CHECKING:
     from hpcbench.plan import Plan
+    from hpcbench.study import Study
 
 __all__ = ["UserError", "app", "main"]
 
@@ -36,7 +38,7 @@ class UserError(Exception):
         super().__init__("\n".join(lines))
 
 
-_state = {"traceback": False}
+_state: dict[str, object] = {"traceback": False}
 
 
 @app.callback()
@@ -172,6 +174,7 @@ def generate_command(
     from hpcbench.datasets.generate import generate
     from hpcbench.datasets.importer import ImageImportError
 
+    _lock_study(spec, root)
     try:
         results = generate(
             spec,
@@ -246,6 +249,7 @@ def train_command(
     from hpcbench.plan import GridError
     from hpcbench.train.sweep import TrainError, summarize, train
 
+    _lock_study(spec, root)
     try:
         result = train(
             spec,
@@ -291,6 +295,7 @@ def translate_command(
     from hpcbench.train.translate import translate_dataset
 
     plan = make_plan(spec)
+    _lock_study(spec, root)
     started = init_ray(address)
     try:
         for name in spec.translate:
@@ -321,6 +326,28 @@ TrackingOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _lock_study(spec: Study, root: Path) -> None:
+    """Hold the study's lock until the command ends: one driver per study root.
+
+    A second ``generate``/``train``/``translate``/``run`` of the same study under the same
+    root exits 2 naming the holder (host, pid, since), having written nothing.
+    """
+    from hpcbench.locking import LockBusyError, hold
+    from hpcbench.plan import output_dir
+
+    try:
+        _locks().enter_context(hold(output_dir(spec, root), what=f"study {spec.name}"))
+    except LockBusyError as exc:
+        raise UserError(f"{spec.name}: {exc}") from None
+
+
+def _locks() -> ExitStack:
+    stack = _state.get("locks")
+    if not isinstance(stack, ExitStack):
+        raise RuntimeError("study locks are held only inside main()")
+    return stack
 
 
 def _tracking_uri(root: Path, tracking_uri: str | None) -> str:
@@ -410,6 +437,7 @@ def run_command(
     except GridError as exc:
         raise UserError(f"{study}: train: {exc}") from None
     uri = _tracking_uri(root, tracking_uri)
+    _lock_study(spec, root)
     typer.echo(f"[1/3] generate: {', '.join(spec.datasets)}")
     for generated in generate(spec, root=root, address=address, progress=True):
         typer.echo(f"  {generated.summary()}")
@@ -645,7 +673,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         # With standalone_mode=False, click returns a typer.Exit's code instead of raising.
-        result = app(args=args, prog_name="hpcbench", standalone_mode=False)
+        with ExitStack() as locks:  # study locks taken by the command, released here
+            _state["locks"] = locks
+            result = app(args=args, prog_name="hpcbench", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except typer.Abort:

@@ -26,6 +26,8 @@ from typing import Any
 
 from mlflow import MlflowClient
 
+from hpcbench.locking import hold
+
 __all__ = [
     "ARTIFACTS",
     "METRIC_PREFIXES",
@@ -39,6 +41,8 @@ __all__ = [
     "runs_by_key",
 ]
 
+# Lock file beside a SQLite store, held while the store is created or migrated.
+STORE_LOCK = ".mlflow-store.lock"
 TAG_STUDY = "hpcbench.study"
 TAG_CONDITION = "hpcbench.condition"
 TAG_KEY = "hpcbench.trial_key"
@@ -74,7 +78,13 @@ def client_for(tracking_uri: str) -> MlflowClient:
     """
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # Two drivers creating one SQLite store at once crash in MLflow's migrations
+        # ("Online migration expected to match one row"): create it under a lock.
+        database = Path(tracking_uri.removeprefix("sqlite:///"))
+        with hold(database.parent, wait=300, what=f"MLflow store {database}", name=STORE_LOCK):
+            client = MlflowClient(tracking_uri=tracking_uri)
+            client.search_experiments(max_results=1)  # creates and migrates the tables
+        return client
     return MlflowClient(tracking_uri=tracking_uri)
 
 
