@@ -35,7 +35,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
@@ -50,6 +50,7 @@ from hpcbench.datasets.manifest import (
     ManifestError,
     check_shards,
     read_manifest,
+    stray_files,
     verify,
     write_manifest,
 )
@@ -92,6 +93,9 @@ class DatasetResult:
     imported : str
         For an imported dataset (``imports``), what was done: ``"imported N images,
         M coordinates"`` or ``"already imported, verified"``; empty for simulated ones.
+    stray : list of str
+        Files in the directory that are not part of the dataset (left alone: they may be
+        the user's; ``hpcbench verify`` flags them).
     """
 
     name: str
@@ -102,14 +106,19 @@ class DatasetResult:
     skipped: int
     seconds: float
     imported: str = ""
+    stray: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line: path, rows, generated/skipped shards (or what was imported), seconds."""
         done = self.imported or f"{self.generated} generated, {self.skipped} skipped"
-        return (
+        line = (
             f"{self.directory}: {self.rows} rows in {self.shards} shards "
             f"({done}) in {self.seconds:.1f} s"
         )
+        if self.stray:
+            names = ", ".join(self.stray[:3]) + (", ..." if len(self.stray) > 3 else "")
+            line += f"; {len(self.stray)} file(s) not part of it: {names}"
+        return line
 
 
 @dataclass
@@ -120,6 +129,7 @@ class _DatasetWork:
     todo: list[int]  # shard indices to build
     shard_size: int
     shards: int
+    stray: list[str]
 
 
 def _work(plan: Plan, name: str, root: Path) -> _DatasetWork:
@@ -144,7 +154,8 @@ def _work(plan: Plan, name: str, root: Path) -> _DatasetWork:
         for first, record in manifest.shards.items()
         if first in problems and problems[first] is None
     }
-    return _DatasetWork(name, directory, manifest, todo, shard_size, len(layout))
+    stray = stray_files(directory, layout) if directory.is_dir() else []
+    return _DatasetWork(name, directory, manifest, todo, shard_size, len(layout), stray)
 
 
 def check_reachable(address: str, *, timeout: float = 5.0) -> None:
@@ -460,6 +471,7 @@ def generate(
             generated=len(plan.todo),
             skipped=plan.shards - len(plan.todo),
             seconds=finished[plan.name],
+            stray=plan.stray,
         )
         for plan in plans
     ]

@@ -14,6 +14,7 @@ missing, damaged and extra files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -29,7 +30,6 @@ from pydantic import ValidationError
 from hpcbench import __version__
 from hpcbench.datasets.schema import DATA_FORMAT_VERSION
 from hpcbench.datasets.sink import (
-    SHARD_PREFIX,
     ShardRecord,
     file_sha256,
     shard_name,
@@ -50,12 +50,20 @@ __all__ = [
     "shard_layout",
     "shard_problem",
     "simulated_hash",
+    "stray_files",
     "translated_hash",
     "verify",
+    "verify_cached",
     "write_manifest",
 ]
 
 MANIFEST_NAME: Final = "_manifest.json"
+# The generator a translated dataset was made with (hpcbench.train.translate).
+GENERATOR_FILE: Final = "_cyclegan.pt"
+# What verify_cached last found intact: every file's size and mtime.
+VERIFIED_NAME: Final = "_verified.json"
+# Files of a dataset directory besides its shards.
+SIDECARS: Final = frozenset({MANIFEST_NAME, GENERATOR_FILE, VERIFIED_NAME})
 MANIFEST_FORMAT: Final = "hpcbench.dataset"
 # ``spec["kind"]`` of a dataset imported from files (hpcbench.datasets.importer) rather
 # than simulated from a study: its spec is the import record, not a DatasetSpec (which
@@ -383,8 +391,54 @@ def verify(dataset_dir: str | os.PathLike[str]) -> VerifyReport:
             problems.append(Problem("missing", shard_name(first), problem))
         else:
             problems.append(Problem("damaged", shard_name(first), problem))
-    expected = {shard_name(first) for first, _ in layout}
-    for path in sorted(directory.glob(f"{SHARD_PREFIX}*.parquet")):
-        if path.name not in expected:
-            problems.append(Problem("extra", path.name, "not a shard of this dataset's layout"))
+    problems += [
+        Problem("extra", name, "not part of this dataset (readers of the folder would see it)")
+        for name in stray_files(directory, layout)
+    ]
     return VerifyReport(directory, shards_ok, rows_ok, problems)
+
+
+def stray_files(directory: Path, layout: list[tuple[int, int]]) -> list[str]:
+    """Names in ``directory`` that are neither a shard of ``layout`` nor a known sidecar.
+
+    ``pyarrow.parquet.read_table(directory)`` and ``ray.data.read_parquet`` read every
+    visible file of a folder: a foreign ``part-0.parquet`` would join the dataset and a
+    ``stray.tmp`` would fail the read.
+    """
+    expected = {shard_name(first) for first, _ in layout} | SIDECARS
+    return sorted(path.name for path in directory.iterdir() if path.name not in expected)
+
+
+def _stamps(directory: Path) -> dict[str, list[int]]:
+    return {
+        path.name: [stat.st_size, stat.st_mtime_ns]
+        for path in sorted(directory.iterdir())
+        if path.name != VERIFIED_NAME and (stat := path.stat())
+    }
+
+
+def verify_cached(dataset_dir: str | os.PathLike[str]) -> VerifyReport:
+    """:func:`verify`, skipped when no file changed since the last clean verify.
+
+    A clean report records every file's size and modification time in
+    ``_verified.json``; while they all match, the dataset is taken as verified without
+    re-reading its shards (a re-run of a large study does not re-hash gigabytes). Any
+    write to a shard changes its mtime and brings the full check back.
+    """
+    directory = Path(dataset_dir)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such dataset directory")
+    stamps = _stamps(directory)
+    record = directory / VERIFIED_NAME
+    try:
+        cached = json.loads(record.read_text(encoding="utf-8"))
+        if cached["files"] == stamps:
+            return VerifyReport(directory, int(cached["shards"]), int(cached["rows"]), [])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    report = verify(directory)
+    if report.ok:
+        payload = {"files": stamps, "shards": report.shards_ok, "rows": report.rows_ok}
+        with contextlib.suppress(OSError):  # a read-only dataset is verified each time
+            write_atomic(record, json.dumps(payload, indent=1).encode())
+    return report

@@ -27,7 +27,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from hpcbench.datasets.generate import init_ray
-from hpcbench.datasets.manifest import ManifestError, read_manifest
+from hpcbench.datasets.manifest import ManifestError, read_manifest, verify_cached
 from hpcbench.plan import CycleGANTrial, Plan, TrialSpec, grid_key, make_plan
 from hpcbench.study import Study
 from hpcbench.tracking import (
@@ -100,6 +100,16 @@ def dataset_dirs(
             complete = False
         if not complete:
             missing.append(name)
+        else:
+            # A flipped byte still reads; training on it would go unnoticed under the
+            # same hash. Shards are re-hashed only when a file changed since last time.
+            report = verify_cached(directory)
+            if not report.ok:
+                first = report.lines()[0]
+                raise TrainError(
+                    f"dataset {name} is damaged ({len(report.problems)} problem(s); {first}): "
+                    "run `hpcbench generate` on the study to repair it (same --root)"
+                )
         dirs[name] = str(directory.resolve())
     if missing:
         what = (

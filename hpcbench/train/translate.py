@@ -35,6 +35,7 @@ import torch
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from hpcbench.datasets.manifest import (
+    GENERATOR_FILE,
     Manifest,
     ManifestError,
     check_shards,
@@ -54,8 +55,6 @@ __all__ = ["GENERATOR_FILE", "TRANSLATED_KIND", "translate_dataset", "translate_
 
 #: ``spec["kind"]`` of a translated dataset's manifest.
 TRANSLATED_KIND = "translated"
-#: The generator a translated dataset was made with, kept beside its shards.
-GENERATOR_FILE = "_cyclegan.pt"
 # Index of the noise stream of a translation in seed_sequence(seed, name, index).
 _NOISE_INDEX = 1
 
