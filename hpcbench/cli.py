@@ -289,7 +289,7 @@ def translate_command(
     spec = load_study(study, smoke=smoke)
     if not spec.translate:
         raise UserError(f"{study}: (top level): the study has no translate section")
-    from hpcbench.datasets.generate import init_ray
+    from hpcbench.datasets.generate import init_ray, shutdown_ray
     from hpcbench.plan import GridError, make_plan
     from hpcbench.train.errors import TrainError
     from hpcbench.train.translate import translate_dataset
@@ -312,9 +312,7 @@ def translate_command(
         raise UserError(f"{study}: translate: {exc}") from None
     finally:
         if started:
-            import ray
-
-            ray.shutdown()
+            shutdown_ray()
 
 
 TrackingOpt = Annotated[

@@ -26,7 +26,7 @@ from ray import tune
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from hpcbench.datasets.generate import init_ray
+from hpcbench.datasets.generate import init_ray, shutdown_ray
 from hpcbench.datasets.manifest import ManifestError, read_manifest, verify_cached
 from hpcbench.plan import CycleGANTrial, Plan, TrialSpec, grid_key, make_plan
 from hpcbench.study import Study
@@ -269,7 +269,7 @@ def train(
             result = SweepResult([], [], [], storage, uri)
     finally:
         if started:
-            ray.shutdown()
+            shutdown_ray()
     return SweepResult(
         result.trials,
         result.skipped,
