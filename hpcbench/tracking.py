@@ -50,6 +50,8 @@ TAG_DATASET = "hpcbench.dataset_hash"
 TAG_VERSION = "hpcbench.version"
 TAG_REPEAT = "hpcbench.repeat"
 TAG_COMPLETE = "hpcbench.complete"
+# "true" on a trial whose network predicts background everywhere on its test split.
+TAG_COLLAPSED = "hpcbench.collapsed"
 TAG_AXIS = "hpcbench.axis."
 # ``segmentation`` or ``cyclegan`` on trial runs, ``grid`` on the grid records.
 TAG_KIND = "hpcbench.kind"

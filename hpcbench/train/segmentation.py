@@ -260,7 +260,10 @@ class SegmentationTrainer(Trainer[SegmentationTrial]):
         -------
         dict
             ``val/loss``, ``val/f1``, ``val/intersection_over_union``,
-            ``val/precision``, ``val/recall`` (macro over the trial's classes).
+            ``val/precision``, ``val/recall`` (macro over the trial's classes),
+            ``val/foreground_fraction`` (pixels predicted as any class but background)
+            and ``val/collapsed`` (1 when the network predicts background everywhere
+            though the labels hold atoms: an all-background optimum, not physics).
         """
         batch = self.val_set.batch(np.arange(len(self.val_set)))
         probabilities = predict(
@@ -269,9 +272,10 @@ class SegmentationTrainer(Trainer[SegmentationTrial]):
         target = torch.from_numpy(batch.masks)
         logits = torch.from_numpy(np.log(np.clip(probabilities, 1e-12, None)))
         loss = float(self.loss(logits, target))
-        confusion = confusion_matrix(probabilities.argmax(axis=1), batch.masks, self.num_classes)
+        prediction = probabilities.argmax(axis=1)
+        confusion = confusion_matrix(prediction, batch.masks, self.num_classes)
         scores = segmentation_scores(confusion)
-        metrics = {"val/loss": loss}
+        metrics = {"val/loss": loss, **_collapse_metrics("val", prediction, batch.masks)}
         for name in ("f1", "intersection_over_union", "precision", "recall"):
             metrics[f"val/{name}"] = float(scores[name])
         score = loss if self.trial.select == "loss" else -_nan_to(metrics["val/f1"], 0.0)
@@ -339,6 +343,7 @@ class SegmentationTrainer(Trainer[SegmentationTrial]):
             confusion = confusion_matrix(prediction, batch.masks, self.num_classes)
             scores = segmentation_scores(confusion, class_names=["background", *self.classes])
             prefix = f"test/{name}"
+            metrics.update(_collapse_metrics(prefix, prediction, batch.masks))
             for key in ("f1", "intersection_over_union", "precision", "recall"):
                 metrics[f"{prefix}/{key}"] = float(scores[key])
             for cls in self.classes:
@@ -423,6 +428,16 @@ def load_checkpoint(
     model = build_model(spec, in_channels=1, num_classes=int(content["num_classes"]))
     model.load_state_dict(content["state_dict"])
     return model.to(device).eval(), content
+
+
+def _collapse_metrics(
+    prefix: str, prediction: NDArray[np.integer[Any]], masks: NDArray[np.integer[Any]]
+) -> dict[str, float]:
+    """``<prefix>/foreground_fraction`` and ``<prefix>/collapsed`` (1.0 or 0.0)."""
+    predicted = float(np.count_nonzero(prediction)) / max(prediction.size, 1)
+    labelled = np.count_nonzero(masks) > 0
+    collapsed = predicted == 0.0 and labelled
+    return {f"{prefix}/foreground_fraction": predicted, f"{prefix}/collapsed": float(collapsed)}
 
 
 def _nan_to(value: float, default: float) -> float:

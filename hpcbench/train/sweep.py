@@ -487,10 +487,12 @@ class ProgressLines(Callback):
         f1 = result.get(f"test/{dataset}/f1", math.nan)
         detection = result.get(f"test/{dataset}/detection_f1", math.nan)
         seconds = result.get("time_total_s", math.nan)
+        collapsed = result.get(f"test/{dataset}/collapsed") == 1.0
         print(
             f"[{self.done}/{self.total}] {config['key']} {config['label']} "
             f"r{config['repeat']}: pixel F1 {f1:.3f}, detection F1 {detection:.3f} "
-            f"({seconds:.0f} s)",
+            f"({seconds:.0f} s)"
+            + (" COLLAPSED: predicts background everywhere" if collapsed else ""),
             flush=True,
         )
 

@@ -25,6 +25,7 @@ from hpcbench.tracking import (
     ARTIFACTS,
     METRIC_PREFIXES,
     TAG_AXIS,
+    TAG_COLLAPSED,
     TAG_COMPLETE,
     TAG_CONDITION,
     TAG_DATASET,
@@ -183,6 +184,13 @@ class MLflowTracker(Callback):
                 complete = (Path(directory) / "best.pt").is_file()
         if complete:
             self.client.set_tag(run_id, TAG_COMPLETE, "true")
+            config = unwrap(trial.config)
+            dataset = config["trial"].get("dataset")
+            result = trial.last_result or {}
+            if result.get(f"test/{dataset}/collapsed") == 1.0:
+                # Predicts background everywhere on its own test split: searchable with
+                # tags."hpcbench.collapsed" = 'true'.
+                self.client.set_tag(run_id, TAG_COLLAPSED, "true")
         self.client.set_terminated(run_id, "FINISHED" if complete else "FAILED")
 
     def on_trial_error(

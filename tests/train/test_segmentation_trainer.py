@@ -152,3 +152,24 @@ def test_predict_pads_to_the_stride(tiny_study: Study, tiny_root: Path) -> None:
 def test_crop_must_fit_the_model_stride(tiny_study: Study, tiny_root: Path) -> None:
     with pytest.raises(ValueError, match=r"augment.crop \[36, 36\] must be a multiple of 8"):
         _trainer(tiny_study, tiny_root, augment={"crop": [36, 36], "rot90": True, "flips": True})
+
+
+def test_a_network_predicting_only_background_is_flagged_collapsed(
+    tiny_study: Study, tiny_root: Path
+) -> None:
+    trainer = _trainer(tiny_study, tiny_root)
+    last = [m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    assert last.bias is not None
+    with torch.no_grad():
+        last.bias[0] = 1e4  # background wins every pixel
+    trainer.best_state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    validation = trainer.validate()
+    assert validation["val/collapsed"] == 1.0 and validation["val/foreground_fraction"] == 0.0
+    metrics, _ = trainer.test()
+    assert metrics["test/wse2/foreground_fraction"] == 0.0
+    # Collapsed only where there are atoms to miss (this test split labels none).
+    assert metrics["test/wse2/collapsed"] == 0.0
+    with torch.no_grad():
+        last.bias[0] = -1e4  # background nowhere
+    assert trainer.validate()["val/foreground_fraction"] == 1.0
+    assert trainer.validate()["val/collapsed"] == 0.0
