@@ -78,6 +78,11 @@ class SegmentationLoss(torch.nn.Module):
             present = torch.bincount(target.reshape(-1), minlength=logits.shape[1]) > 0
             if logits.shape[1] > 1:
                 present[0] = False  # background: see the module notes
-            if bool(present.any()):
-                loss = loss + self.soft_f1 * (1.0 - scores[present].mean())
+            # The mean over present classes without asking the device which they are
+            # (indexing by a mask, or bool(), would wait for the GPU every step); adding
+            # the absent classes' zeros leaves every sum, so every bit, as it was.
+            weight = present.to(scores.dtype)
+            count = weight.sum()
+            mean = (scores * weight).sum() / count.clamp(min=1.0)
+            loss = loss + self.soft_f1 * (count > 0).to(scores.dtype) * (1.0 - mean)
         return loss
