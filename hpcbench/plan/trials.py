@@ -90,7 +90,8 @@ class DatasetInfo(BaseModel):
 # Fields added after trial keys were first published, with their defaults: left out of
 # the JSON form (and so of the key) while they hold them, so every trial made before they
 # existed keeps its key and its MLflow run.
-UNKEYED_DEFAULTS: dict[str, Any] = {"precision": "fp32"}
+# A dotted name is a field of a nested section.
+UNKEYED_DEFAULTS: dict[str, Any] = {"precision": "fp32", "loss.class_weights": "none"}
 
 
 class TrialConfig(BaseModel):
@@ -119,8 +120,12 @@ class TrialConfig(BaseModel):
         """
         config = self.model_dump(mode="json")
         for name, default in UNKEYED_DEFAULTS.items():
-            if name in config and config[name] == default:
-                del config[name]
+            *parents, field = name.split(".")
+            section: Any = config
+            for parent in parents:
+                section = section.get(parent) if isinstance(section, dict) else None
+            if isinstance(section, dict) and field in section and section[field] == default:
+                del section[field]
         return config
 
     @property

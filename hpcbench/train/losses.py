@@ -26,7 +26,26 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SegmentationLoss", "soft_f1"]
+__all__ = ["SegmentationLoss", "balanced_class_weights", "soft_f1"]
+
+
+def balanced_class_weights(counts: torch.Tensor) -> torch.Tensor:
+    """Inverse-frequency class weights ``N / (C · n_c)`` from pixel counts per class.
+
+    Parameters
+    ----------
+    counts : Tensor, shape (C,)
+        Pixels of each class in the training images.
+
+    Returns
+    -------
+    Tensor of float32, shape (C,)
+        The weights; a class with no pixels gets 1 (it never enters the loss anyway).
+    """
+    counts = counts.to(torch.float64)
+    total, classes = counts.sum(), counts.numel()
+    weights = torch.where(counts > 0, total / (classes * counts.clamp(min=1)), 1.0)
+    return weights.to(torch.float32)
 
 
 def soft_f1(logits: torch.Tensor, target: torch.Tensor, *, smooth: float = 1.0) -> torch.Tensor:
@@ -61,18 +80,31 @@ class SegmentationLoss(torch.nn.Module):
     ----------
     cross_entropy, soft_f1 : float
         Weights of the two terms (seed 001 mixes both; either may be 0).
+    class_weights : Tensor, optional
+        Weight of each class in the cross-entropy, shape (C,) (see
+        :func:`balanced_class_weights`); ``None`` weighs every pixel alike.
     """
 
-    def __init__(self, *, cross_entropy: float = 1.0, soft_f1: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        cross_entropy: float = 1.0,
+        soft_f1: float = 1.0,
+        class_weights: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.cross_entropy = float(cross_entropy)
         self.soft_f1 = float(soft_f1)
+        self.class_weights: torch.Tensor | None
+        self.register_buffer("class_weights", class_weights)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of a batch (a scalar)."""
         loss = logits.new_zeros(())
         if self.cross_entropy:
-            loss = loss + self.cross_entropy * F.cross_entropy(logits, target)
+            weights = self.class_weights
+            weight = None if weights is None else weights.to(logits.device, logits.dtype)
+            loss = loss + self.cross_entropy * F.cross_entropy(logits, target, weight=weight)
         if self.soft_f1:
             scores = soft_f1(logits, target)
             present = torch.bincount(target.reshape(-1), minlength=logits.shape[1]) > 0

@@ -46,7 +46,7 @@ from hpcbench.models import build_model, output_stride
 from hpcbench.plan import SegmentationTrial
 from hpcbench.study import ModelSpec
 from hpcbench.train.data import ImageSet, augment, normalize
-from hpcbench.train.losses import SegmentationLoss
+from hpcbench.train.losses import SegmentationLoss, balanced_class_weights
 from hpcbench.train.trainer import BEST, SUBSET, Trainer
 
 __all__ = ["SegmentationTrainer", "load_checkpoint", "predict", "prediction_figure"]
@@ -162,7 +162,17 @@ class SegmentationTrainer(Trainer[SegmentationTrial]):
             torch.manual_seed(self.seed)
             self.model = build_model(trial.model, in_channels=1, num_classes=self.num_classes)
         self.model.to(self.device)
-        self.loss = SegmentationLoss(**trial.loss.model_dump())
+        weights = None
+        if trial.loss.class_weights == "balanced":
+            counts = np.zeros(self.num_classes, dtype=np.int64)
+            for index in range(len(self.train_set)):
+                counts += np.bincount(self.train_set.mask(index).ravel(), minlength=counts.size)
+            weights = balanced_class_weights(torch.from_numpy(counts))
+        self.loss = SegmentationLoss(
+            cross_entropy=trial.loss.cross_entropy,
+            soft_f1=trial.loss.soft_f1,
+            class_weights=weights,
+        ).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=trial.learning_rate)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
             self.optimizer, gamma=trial.lr_decay

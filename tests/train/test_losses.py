@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from hpcbench.train.losses import SegmentationLoss, soft_f1
+from hpcbench.plan import make_plan, parse_trial
+from hpcbench.study import load_study
+from hpcbench.train.losses import SegmentationLoss, balanced_class_weights, soft_f1
 
 
 def test_soft_f1_by_hand() -> None:
@@ -55,3 +59,36 @@ def test_classes_absent_from_the_batch_do_not_enter_the_soft_f1() -> None:
     background_only = torch.zeros(1, 2, 2, dtype=torch.int64)
     ce = F.cross_entropy(logits, background_only)
     assert torch.allclose(SegmentationLoss()(logits, background_only), ce)
+
+
+def test_balanced_class_weights_are_inverse_frequencies() -> None:
+    weights = balanced_class_weights(torch.tensor([90, 10, 0]))
+    # N / (C n_c) with N = 100, C = 3; an absent class gets 1.
+    assert torch.allclose(weights, torch.tensor([100 / 270, 100 / 30, 1.0]))
+
+
+def test_class_weighted_cross_entropy_pays_more_for_the_rare_class() -> None:
+    logits = torch.zeros(1, 2, 2, 2)  # 50 / 50 everywhere
+    target = torch.tensor([[[0, 0], [0, 1]]])
+    plain = SegmentationLoss(soft_f1=0.0)(logits, target)
+    weighted = SegmentationLoss(soft_f1=0.0, class_weights=torch.tensor([1.0, 3.0]))(logits, target)
+    # Every pixel costs log 2; PyTorch's weighted mean divides by the summed weights.
+    assert plain.item() == pytest.approx(math.log(2))
+    assert weighted.item() == pytest.approx(math.log(2))
+    wrong = torch.tensor([[[[0.0, 0.0], [0.0, 5.0]], [[0.0, 0.0], [0.0, -5.0]]]])
+    unweighted = SegmentationLoss(soft_f1=0.0)(wrong, target).item()
+    heavier = SegmentationLoss(soft_f1=0.0, class_weights=torch.tensor([1.0, 3.0]))(
+        wrong, target
+    ).item()
+    assert heavier > unweighted  # the missed rare pixel counts three times
+
+
+def test_class_weights_enter_the_trial_key_only_when_set() -> None:
+    study = load_study(Path(__file__).parents[2] / "studies" / "quickstart.yaml", smoke=True)
+    spec = make_plan(study).trials[0]
+    assert "class_weights" not in spec.config["loss"]
+    config = spec.config
+    config["loss"] = {**config["loss"], "class_weights": "balanced"}
+    balanced = parse_trial(config)
+    assert balanced.to_config()["loss"]["class_weights"] == "balanced"
+    assert balanced.key != spec.key
