@@ -9,6 +9,12 @@ used; the others are counted so the report can say so.
 Rows are sorted by the axis values (in axis order) and repeat, then trial key, and
 columns are in a fixed order, so the same runs give the same table byte for byte.
 
+A run whose network found no defect pixel on its own held-out split is flagged
+``degenerate`` (:func:`degenerate_runs`): a segmentation network trained on heavily
+imbalanced masks can collapse to predicting background everywhere (4 of the
+quickstart's 8 FCN runs did, at 1e3 and 1e4 e/Å²), and its scores then measure that
+collapse rather than how well it sees defects at that dose.
+
 CycleGAN runs (tag ``hpcbench.kind=cyclegan``, seed 000) share the experiment; they are
 read apart by :func:`load_cyclegan_runs` and :func:`cyclegan_history`.
 """
@@ -39,10 +45,12 @@ __all__ = [
     "AXES",
     "CYCLEGAN_COLUMNS",
     "CYCLEGAN_METRICS",
+    "DEGENERATE",
     "HELDOUT",
     "ReportError",
     "RunTable",
     "cyclegan_history",
+    "degenerate_runs",
     "find_experiment",
     "load_cyclegan_runs",
     "load_runs",
@@ -63,6 +71,10 @@ HELDOUT = (
 )
 
 
+DEGENERATE = "degenerate"
+"""Run-table column flagging runs whose predictions collapsed (:func:`degenerate_runs`)."""
+
+
 class ReportError(RuntimeError):
     """No runs to report (one line, names what is missing)."""
 
@@ -76,7 +88,8 @@ class RunTable:
     runs : pandas.DataFrame
         One row per complete run: ``run_id``, ``trial_key``, ``condition``, ``repeat``,
         one column per ablation axis (``classes`` joined by ``+`` and ``n_classes``
-        beside it), ``heldout/<metric>`` and every ``test/<set>/<metric>``.
+        beside it), ``degenerate`` (:func:`degenerate_runs`), ``heldout/<metric>`` and
+        every ``test/<set>/<metric>``.
     axes : list of str
         The ablation axes the runs vary (from their tags), in schema order.
     configs : dict
@@ -112,6 +125,50 @@ def _axis_value(axis: str, text: str) -> Any:
     if axis == "learning_rate":
         return float(value)
     return str(value)
+
+
+def degenerate_runs(runs: pd.DataFrame, *, split: str = "heldout") -> pd.Series:
+    """Flag runs whose network found no defect pixel on ``split``: collapsed runs.
+
+    A run is degenerate when its macro pixel F1 on ``split`` is exactly 0 and either its
+    precision is undefined (NaN: no pixel of a trained class was predicted, i.e. all
+    background) or its recall is 0 (no labelled pixel was found). F1 = 0 alone would
+    also flag a network that predicts defects on a split without any (recall NaN,
+    precision 0); that is a false-positive problem, not a collapse, and is not flagged.
+    A run with an F1 of NaN is not flagged.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        Run table with ``<split>/f1`` and, where logged, ``<split>/precision`` and
+        ``<split>/recall`` (missing columns count as NaN).
+    split : str, default ``"heldout"``
+        Column prefix: ``heldout`` (each run's own test split) or ``test/<set>``.
+
+    Returns
+    -------
+    pandas.Series of bool
+        True for degenerate runs, indexed like ``runs``, named ``degenerate``.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame(
+    ...     {"heldout/f1": [0.0, 0.0, 0.0, 0.7], "heldout/precision": [math.nan, 0.0, 0.0, 0.7],
+    ...      "heldout/recall": [0.0, 0.0, math.nan, 0.7]}
+    ... )
+    >>> degenerate_runs(frame).tolist()
+    [True, True, False, False]
+    """
+
+    def column(name: str) -> pd.Series:
+        key = f"{split}/{name}"
+        if key not in runs.columns:
+            return pd.Series(math.nan, index=runs.index, dtype=float)
+        return pd.to_numeric(runs[key], errors="coerce").astype(float)
+
+    f1, precision, recall = column("f1"), column("precision"), column("recall")
+    flags = (f1 == 0.0) & (precision.isna() | (recall == 0.0))
+    return flags.astype(bool).rename(DEGENERATE)
 
 
 def find_experiment(client: Any, tracking_uri: str, study: str) -> str:
@@ -193,7 +250,8 @@ def load_runs(tracking_uri: str, study: str, *, keys: set[str] | None = None) ->
     heldout = [f"heldout/{name}" for name in HELDOUT]
     heldout += sorted(c for c in frame.columns if c.startswith("heldout/f1/"))
     tests = sorted(c for c in frame.columns if c.startswith("test/"))
-    frame = frame[[*head, *axis_columns, *heldout, *tests]]
+    frame[DEGENERATE] = degenerate_runs(frame)
+    frame = frame[[*head, *axis_columns, DEGENERATE, *heldout, *tests]]
     frame = frame.sort_values(
         [*ordered_axes, "repeat", "trial_key"], na_position="last", kind="mergesort"
     ).reset_index(drop=True)

@@ -9,8 +9,13 @@
   mean and 95 % bootstrap CI (pooled over the other axes), ``tables/<axis>-tests.csv``
   (Kruskal-Wallis across levels) and ``tables/<axis>-pairwise.csv`` (Mann-Whitney U
   between levels, Holm-corrected);
-- ``tables/fits.csv``: dose fits D = D0 + A·exp(−B/α) (seed 003, eq. 1) and
-  training-set-size learning curves, per model and pooled, with standard errors;
+- ``tables/<axis>-by-<hue>.csv`` (dose and training-set size, when a model axis is
+  swept too): per model and level, n, degenerate runs, mean and 95 % bootstrap CI —
+  the numbers the fit figures draw as points and error bars;
+- ``tables/fits.csv``: dose fits D = D0 + A·exp(−B/α) (seed 003, eq. 1: B the electron
+  dose, α the fitted characteristic dose, both in e/Å²) and training-set-size learning
+  curves, per model and pooled, with standard errors, each parameter's meaning, unit
+  and bound, and the degenerate runs left out;
 - ``tables/model-by-classes.csv``: mean F1 per architecture × number of classes, as in
   seed 003 Table S1, when both axes are swept;
 - with CycleGAN runs in the experiment (seed 000, Khan et al. 2023):
@@ -20,6 +25,11 @@
   ``figures/cyclegan-<model>-examples.png`` (each model's first repeat's
   ``predictions.png``);
 - ``figures/*.png`` and ``report.md`` / ``report.html`` (figures embedded).
+
+Degenerate runs (networks that found no defect pixel on their held-out split,
+:func:`hpcbench.report.aggregate.degenerate_runs`) are counted in ``results.csv``
+(``degenerate``), the conditions and axis tables and a caveat, drawn as crosses, and
+left out of the fits (see :func:`_analyse_axis` for why).
 
 Bootstrap resampling is seeded, so the same runs give byte-identical CSV tables. The
 directory is written beside its final place and swapped in at the end: a failure leaves
@@ -42,6 +52,7 @@ import pandas as pd
 from hpcbench.report import figures as fig
 from hpcbench.report.aggregate import (
     CYCLEGAN_METRICS,
+    DEGENERATE,
     ReportError,
     cyclegan_history,
     find_experiment,
@@ -49,9 +60,20 @@ from hpcbench.report.aggregate import (
     load_runs,
 )
 from hpcbench.report.content import AxisAnalysis, CycleGANAnalysis, Report
-from hpcbench.report.figures import image_grid
+from hpcbench.report.figures import (
+    fill_metric_unit,
+    image_grid,
+    level_label,
+    level_summaries,
+    metric_label,
+    metric_range,
+)
 from hpcbench.report.render import render_html, render_markdown
 from hpcbench.report.statistics import (
+    DOSE_FORMULA,
+    DOSE_VARIABLES,
+    SIZE_FORMULA,
+    SIZE_VARIABLES,
     FitOutcome,
     bootstrap_ci,
     fit_dose_outcome,
@@ -142,6 +164,11 @@ def _summary_frame(groups: dict[Any, list[float]], seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _degenerate_count(part: pd.DataFrame, metric: str) -> int:
+    """Degenerate runs of ``part`` that have a finite ``metric`` (those summarised)."""
+    return int((part[DEGENERATE] & part[metric].notna()).sum())
+
+
 def _analyse_axis(
     runs: pd.DataFrame,
     axis: str,
@@ -151,11 +178,28 @@ def _analyse_axis(
     other_axes: list[str],
     seed: int,
 ) -> AxisAnalysis:
+    """Summaries, tests and (for dose and training-set size) fits of one axis.
+
+    Summaries and tests use every run, degenerate ones included: a collapsed network
+    is a real outcome of training at that level, and its score (0) is what a user of
+    the recipe would get. The fits leave degenerate runs out (and count them): eq. 1
+    and the learning curve describe how a working network's score fades with noise or
+    grows with data, whereas a collapse is an all-or-nothing failure of the optimiser;
+    a 0 at some dose would drag the curve's low-dose end (``D0 + A``) to 0 and its
+    characteristic dose to wherever the collapses stop. With too few doses left the
+    fit is not made, and the report says so.
+    """
     analysis = AxisAnalysis(axis=axis, levels=levels)
     analysis.missing_levels = [lv for lv in levels if _select(runs, axis, lv).empty]
     for metric in metrics:
         groups = {lv: _select(runs, axis, lv)[metric].tolist() for lv in levels}
-        analysis.summaries[metric] = _summary_frame(groups, seed)
+        summary = _summary_frame(groups, seed)
+        summary.insert(
+            2,
+            "degenerate",
+            [_degenerate_count(_select(runs, axis, lv), metric) for lv in levels],
+        )
+        analysis.summaries[metric] = summary
         analysis.tests[metric] = kruskal_wallis_outcome(groups)
         if len(levels) <= 12:
             pairs = pairwise_mann_whitney(groups)
@@ -166,16 +210,19 @@ def _analyse_axis(
                 analysis.paired[metric] = pd.DataFrame([vars(p) for p in paired])
         if axis in ("dose", "train_size"):
             fitter = fit_dose_outcome if axis == "dose" else fit_size_outcome
+            bounds = metric_range(metric)
             per_group: dict[str, FitOutcome] = {}
             finite = runs[runs[axis].notna()]
-            per_group["all runs"] = fitter(
-                finite[axis].to_numpy(float), finite[metric].to_numpy(float)
-            )
+            groups_to_fit = [("all runs", finite)]
             if "model" in other_axes:
-                for model, part in finite.groupby("model", sort=True):
-                    per_group[str(model)] = fitter(
-                        part[axis].to_numpy(float), part[metric].to_numpy(float)
-                    )
+                groups_to_fit += [(str(m), p) for m, p in finite.groupby("model", sort=True)]
+            for group, part in groups_to_fit:
+                per_group[group] = fitter(
+                    part[axis].to_numpy(float),
+                    part[metric].to_numpy(float),
+                    bounds=bounds,
+                    exclude=part[DEGENERATE].to_numpy(bool),
+                )
             analysis.fits[metric] = per_group
     return analysis
 
@@ -212,6 +259,7 @@ def _conditions(runs: pd.DataFrame, axes: list[str], metrics: list[str], seed: i
         values = values if isinstance(values, tuple) else (values,)
         row: dict[str, Any] = dict(zip(keys, values, strict=True))
         row["runs"] = len(part)
+        row["degenerate"] = int(part[DEGENERATE].sum())
         for metric in metrics[:3]:
             finite = part[metric].dropna()
             low, high = bootstrap_ci(finite.to_numpy(), seed=seed)
@@ -222,22 +270,65 @@ def _conditions(runs: pd.DataFrame, axes: list[str], metrics: list[str], seed: i
     return pd.DataFrame(rows)
 
 
+FIT_COLUMNS = [
+    "axis",
+    "metric",
+    "group",
+    "formula",
+    "variables",
+    "parameter",
+    "description",
+    "bounds",
+    "value",
+    "stderr",
+    "at_bound",
+    "r_squared",
+    "n",
+    "degenerate_left_out",
+    "note",
+]
+"""Columns of ``tables/fits.csv``: one row per fitted parameter (one per failed fit)."""
+
+# The model of each fitted axis: its formula and the meaning of every symbol.
+_FIT_MODELS = {"dose": (DOSE_FORMULA, DOSE_VARIABLES), "train_size": (SIZE_FORMULA, SIZE_VARIABLES)}
+
+
+def _fit_variables(axis: str, metric: str) -> str:
+    """The response and the abscissa of an axis's fit, e.g. ``D: heldout/f1 [1]; B: …``."""
+    formula, variables = _FIT_MODELS[axis]
+    response = formula.split("=")[0].strip()
+    unit = fill_metric_unit("[metric unit]", metric)
+    abscissa = next(iter(variables))  # listed first, before the parameters
+    return f"{response}: {metric} {unit}; {abscissa}: {variables[abscissa]}"
+
+
 def _fits_frame(axes: list[AxisAnalysis]) -> pd.DataFrame:
     rows = []
     for analysis in axes:
         for metric, per_group in analysis.fits.items():
+            formula, variables = _FIT_MODELS[analysis.axis]
             for group, outcome in per_group.items():
-                base = {"axis": analysis.axis, "metric": metric, "group": group}
+                base = {
+                    "axis": analysis.axis,
+                    "metric": metric,
+                    "group": group,
+                    "formula": formula,
+                    "variables": _fit_variables(analysis.axis, metric),
+                }
                 fit = outcome.result
                 if fit is None:
                     rows.append(
                         {
                             **base,
                             "parameter": "",
+                            "description": "",
+                            "bounds": "",
                             "value": math.nan,
                             "stderr": math.nan,
+                            "at_bound": False,
                             "r_squared": math.nan,
                             "n": 0,
+                            "degenerate_left_out": outcome.excluded,
                             "note": outcome.note,
                         }
                     )
@@ -247,26 +338,85 @@ def _fits_frame(axes: list[AxisAnalysis]) -> pd.DataFrame:
                         {
                             **base,
                             "parameter": name,
+                            "description": fill_metric_unit(variables[name], metric),
+                            "bounds": fit.constraints.get(name, ""),
                             "value": value,
                             "stderr": fit.stderr.get(name, math.nan),
+                            "at_bound": name in fit.at_bound,
                             "r_squared": fit.r_squared,
                             "n": fit.n,
-                            "note": "",
+                            "degenerate_left_out": outcome.excluded,
+                            "note": outcome.note,
                         }
                     )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "axis",
-            "metric",
-            "group",
-            "parameter",
-            "value",
-            "stderr",
-            "r_squared",
-            "n",
-            "note",
-        ],
+    return pd.DataFrame(rows, columns=FIT_COLUMNS)
+
+
+def _points_frame(
+    runs: pd.DataFrame, axis: str, hue: str, metrics: list[str], seed: int
+) -> pd.DataFrame:
+    """Per metric, hue level and level: what the fit figures draw (``level_summaries``)."""
+    frames = [
+        level_summaries(runs, axis, metric, hue=hue, seed=seed).assign(metric=metric)
+        for metric in metrics
+    ]
+    frame = pd.concat(frames, ignore_index=True)
+    return frame[["metric", *[c for c in frame.columns if c != "metric"]]]
+
+
+def _crosses(runs: pd.DataFrame, metric: str) -> str:
+    """The caption's clause on degenerate runs ("" when there are none)."""
+    flagged = _degenerate_count(runs, metric)
+    return f"; crosses are the {flagged} degenerate runs (no defect pixel found)" if flagged else ""
+
+
+def _box_caption(runs: pd.DataFrame, axis: str, metric: str) -> str:
+    """Caption of a box plot: what the box, line, whiskers and marks are."""
+    return (
+        f"{metric_label(metric)} vs {axis.replace('_', ' ')}. Boxes span the quartiles of the "
+        "runs, with a line at the median and whiskers to the furthest run within 1.5 IQR; "
+        f"dots are runs{_crosses(runs, metric)}."
+    )
+
+
+def _fit_caption(
+    runs: pd.DataFrame,
+    axis: str,
+    metric: str,
+    *,
+    points: pd.DataFrame,
+    table: str,
+    fits: dict[str, FitOutcome],
+    hue: str | None,
+) -> str:
+    """Caption of a fit figure: runs, bars (and the table holding them), curves."""
+    counts = points["n"].astype(int)
+    n_text = "0"
+    if len(counts):
+        low_n, high_n = int(counts.min()), int(counts.max())
+        n_text = f"{low_n}" if low_n == high_n else f"{low_n}–{high_n}"
+    crosses = _crosses(runs, metric)
+    groups = [g for g in fits if g != "all runs"] if hue is not None else ["all runs"]
+    made = [g for g in groups if fits[g].result is not None]
+    low, high = metric_range(metric)
+    formula = _FIT_MODELS[axis][0]
+    bounded = (
+        f"D0 and D0 + A bounded to the metric's range [{low:g}, {high:g}], so the curve stays in it"
+        if axis == "dose"
+        else f"F∞ bounded to the metric's range [{low:g}, {high:g}], drawn only inside it"
+    )
+    if made:
+        curves = f"Curves: {formula} fitted to {', '.join(made)}, {bounded} (`tables/fits.csv`)"
+    else:
+        curves = "No curve: no fit could be made (the text says why)"
+    unfitted = [g for g in groups if g not in made]
+    if made and unfitted:
+        curves += f"; not fitted: {', '.join(unfitted)} (the text says why)"
+    return (
+        f"{metric_label(metric)} with fits vs {axis.replace('_', ' ')}. Dots are runs"
+        + (f"{crosses}, left out of the fits" if crosses else "")
+        + ". Bars: mean and 95 % percentile-bootstrap CI of the mean of each point's "
+        f"n = {n_text} runs (seeded; the numbers of `{table}`). {curves}."
     )
 
 
@@ -477,15 +627,20 @@ def build_report(
                 paired = pd.concat([f.assign(metric=m) for m, f in analysis.paired.items()])
                 _write_csv(paired, work / "tables" / f"{axis}-paired.csv")
             hue = "model" if axis != "model" and "model" in table.axes else None
+            points_table = f"tables/{axis}.csv"
+            if axis in ("dose", "train_size") and hue is not None and metrics:
+                points_table = f"tables/{axis}-by-{hue}.csv"
+                _write_csv(_points_frame(runs, axis, hue, metrics, seed), work / points_table)
             for metric in shown:
                 name = f"figures/{axis}-{metric.replace('/', '-')}.png"
                 (work / name).write_bytes(
                     fig.box_strip(runs, axis, metric, hue=hue, order=levels, seed=seed)
                 )
-                analysis.figures.append((metric, name))
+                analysis.figures.append((_box_caption(runs, axis, metric), name))
                 if axis in ("dose", "train_size") and metric in analysis.fits:
                     per = analysis.fits[metric]
                     curve = f"figures/{axis}-{metric.replace('/', '-')}-fit.png"
+                    label = f"{fig.DEGENERATE_LABEL}, not fitted"
                     if hue is not None:
                         png = fig.metric_vs(
                             runs,
@@ -494,13 +649,28 @@ def build_report(
                             hue=hue,
                             fits={k: v.result for k, v in per.items() if k != "all runs"},
                             seed=seed,
+                            degenerate_label=label,
                         )
                     else:
                         png = fig.metric_vs(
-                            runs, axis, metric, fit=per["all runs"].result, seed=seed
+                            runs,
+                            axis,
+                            metric,
+                            fit=per["all runs"].result,
+                            seed=seed,
+                            degenerate_label=label,
                         )
                     (work / curve).write_bytes(png)
-                    analysis.figures.append((f"{metric} fit", curve))
+                    caption = _fit_caption(
+                        runs,
+                        axis,
+                        metric,
+                        points=level_summaries(runs, axis, metric, hue=hue, seed=seed),
+                        table=points_table,
+                        fits=per,
+                        hue=hue,
+                    )
+                    analysis.figures.append((caption, curve))
             axes.append(analysis)
         fits = _fits_frame(axes)
         if not fits.empty:
@@ -517,10 +687,15 @@ def build_report(
         counts = runs.groupby(table.axes or ["condition"], dropna=False).size()
         if len(counts) and int(counts.min()) < MIN_REPEATS:
             caveats.append(
-                f"Conditions have {int(counts.min())}–{int(counts.max())} runs; seed 001 "
+                f"Conditions have {_count_range(counts)} runs; seed 001 "
                 f"trained at least {MIN_REPEATS} per condition. With so few, rank tests have "
                 "little power: a non-significant difference is not evidence of no effect."
             )
+        if len(counts) and int(counts.min()) <= 3:
+            caveats.append(_small_n_caveat(int(counts.min())))
+        degenerate = _degenerate_caveat(runs, table.axes)
+        if degenerate:
+            caveats.append(degenerate)
         if len(table.axes) > 1:
             caveats.append(
                 "Per-axis summaries pool the runs over the other axes' levels; the "
@@ -553,6 +728,53 @@ def build_report(
         shutil.rmtree(work, ignore_errors=True)
         raise
     return out / "report.html"
+
+
+def _count_range(counts: pd.Series) -> str:
+    """``"2"`` or ``"2–5"``: the range of runs per condition."""
+    low, high = int(counts.min()), int(counts.max())
+    return f"{low}" if low == high else f"{low}–{high}"
+
+
+def _small_n_caveat(n: int) -> str:
+    """Why a 95 % bootstrap interval of n <= 3 runs is the runs' range, and its coverage."""
+    coverage = 1.0 - 2.0 ** (1 - n)
+    return (
+        f"The smallest conditions have {n} runs. With n <= 3 the 95 % percentile-bootstrap "
+        "CI of the mean (tables/conditions.csv, the by-model tables and the fit figures' "
+        "bars) is the range of the runs: every resample mean lies in it, and a resample "
+        "that draws only the lowest (highest) run has probability 1/n^n (1/4 at n = 2, "
+        "1/27 at n = 3), more than the 2.5 % in each tail. For a spread symmetric about "
+        "the mean, the range of n runs covers it with "
+        f"probability 1 − 2^(1−n), {coverage * 100:.0f} % at n = {n}: read the bars as the spread "
+        "of the runs, not as a 95 % interval."
+    )
+
+
+def _degenerate_caveat(runs: pd.DataFrame, axes: list[str]) -> str:
+    """The caveat naming the degenerate runs per condition ("" when there are none)."""
+    flagged = runs[runs[DEGENERATE]]
+    if flagged.empty:
+        return ""
+    keys = axes or ["condition"]
+    parts = []
+    for values, part in runs.groupby(keys, sort=False, dropna=False):
+        count = int(part[DEGENERATE].sum())
+        if count:
+            values = values if isinstance(values, tuple) else (values,)
+            name = " ".join(
+                f"{key}={level_label(key, value)}" for key, value in zip(keys, values, strict=True)
+            )
+            parts.append(f"{name}: {count} of {len(part)}")
+    return (
+        f"{len(flagged)} of {len(runs)} runs are degenerate — their network found no defect "
+        "pixel on its held-out split (pixel F1 = 0; precision undefined where it predicted "
+        f"background everywhere): {', '.join(parts)}. They count, with their scores, in the "
+        "summaries, tests and error bars, are crosses in the figures and flagged in the "
+        "`degenerate` columns of results.csv and the tables, and are left out of the dose and "
+        "training-set-size fits, which describe networks that work (tables/fits.csv: "
+        "`degenerate_left_out`)."
+    )
 
 
 def _swap(work: Path, out: Path) -> None:

@@ -19,7 +19,27 @@ __all__ = ["AxisAnalysis", "CycleGANAnalysis", "Report"]
 
 @dataclass
 class AxisAnalysis:
-    """One ablation axis: summaries, tests and fits per metric."""
+    """One ablation axis: summaries, tests and fits per metric.
+
+    Attributes
+    ----------
+    axis : str
+        The axis (run-table column).
+    levels : list
+        Its levels, in the study's order.
+    summaries : dict of str to pandas.DataFrame
+        Per metric: per level ``level, n, degenerate, median, q1, q3, iqr, mean,
+        ci_low, ci_high`` (degenerate runs included, and counted).
+    tests, pairwise, paired : dict
+        Per metric: Kruskal-Wallis outcome, Mann-Whitney and Wilcoxon tables.
+    fits : dict of str to dict of str to FitOutcome
+        Per metric and group (``all runs`` or a model): the fit, degenerate runs left
+        out and counted in ``FitOutcome.excluded``.
+    figures : list of (str, str)
+        Caption (what every mark, bar and curve is) and path of each figure.
+    missing_levels : list
+        Declared levels without a complete run.
+    """
 
     axis: str
     levels: list[Any]

@@ -17,18 +17,26 @@ Public functions
 :func:`box_strip`
     Box plot per level of an axis with the individual runs as a jittered strip.
 :func:`metric_vs`
-    A metric against a numeric axis: runs, level means with 95 % t-intervals, fits.
+    A metric against a numeric axis: runs, level means with the 95 % bootstrap CI of
+    the mean that the report's tables give (:func:`level_summaries`), fitted curves.
 :func:`per_epoch`
     A metric per epoch, one line per run (e.g. CycleGAN validation FID), raw dashed.
 :func:`image_grid`
     Existing PNGs (e.g. example predictions) composed into one titled grid.
 :func:`metric_label`, :func:`level_label`
     Readable names of metric columns and axis levels (also used for table headers).
+:func:`metric_range`, :func:`fill_metric_unit`
+    The range a metric can take (F1 in [0, 1], localisation error >= 0) and its unit.
+
+Runs flagged in the ``degenerate`` column (networks that found no defect pixel, see
+:func:`hpcbench.report.aggregate.degenerate_runs`) are drawn as crosses, so a reader sees
+which points are collapsed trainings rather than noisy ones.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from io import BytesIO
 from typing import Any, Protocol
@@ -42,15 +50,19 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
+
+from hpcbench.report.statistics import summarize
 
 __all__ = [
     "DPI",
     "Fit",
     "box_strip",
+    "fill_metric_unit",
     "image_grid",
     "level_label",
+    "level_summaries",
     "metric_label",
+    "metric_range",
     "metric_vs",
     "per_epoch",
 ]
@@ -70,6 +82,26 @@ METRIC_NAMES: dict[str, str] = {
     "localisation_error": "localisation error [pm]",
 }
 
+# Range of each metric: scores are fractions, the localisation error a distance [pm].
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    **{
+        name: (0.0, 1.0)
+        for name in (
+            "f1",
+            "intersection_over_union",
+            "precision",
+            "recall",
+            "detection_f1",
+            "detection_precision",
+            "detection_recall",
+        )
+    },
+    "localisation_error": (0.0, math.inf),
+}
+
+# Units of metrics that have one (the others are fractions, unit 1).
+METRIC_UNITS: dict[str, str] = {"localisation_error": "pm"}
+
 # Axis titles (x labels, legend titles).
 AXIS_NAMES: dict[str, str] = {
     "model": "model",
@@ -84,8 +116,9 @@ AXIS_NAMES: dict[str, str] = {
 # Units of the numeric axes (for fit parameters measured in units of the axis).
 AXIS_UNITS: dict[str, str] = {"dose": "e/Å²", "train_size": "images"}
 
-# Fit parameters written as Greek letters in legends.
+# Fit parameters written as Greek letters (or with subscripts) in legends.
 GREEK: dict[str, str] = {
+    "F_inf": "F∞",
     "alpha": "α",
     "beta": "β",
     "gamma": "γ",
@@ -102,7 +135,19 @@ X_SCALE_PARAMS = frozenset({"alpha", "α", "tau", "τ", "x0", "x_0", "scale"})
 
 STORED = "stored"
 
+#: Run-table column flagging degenerate runs (see hpcbench.report.aggregate).
+DEGENERATE = "degenerate"
+
+#: Legend entry of a degenerate run's marker.
+DEGENERATE_LABEL = "degenerate run (no defect pixel found)"
+
+#: Confidence of the level intervals drawn as error bars (as in the tables).
+CONFIDENCE = 0.95
+
 _BOX_WIDTH = 0.8
+
+# Characters per line of the legend's explanatory entries (x-small font).
+_LEGEND_WIDTH = 34
 
 
 class Fit(Protocol):
@@ -122,6 +167,11 @@ class Fit(Protocol):
         Coefficient of determination of the fit.
     n : int
         Number of runs the fit used.
+
+    A fit may also carry ``variables`` (name → meaning [unit], the abscissa included)
+    and ``constraints`` (parameter → the bound it was fitted under), as
+    :class:`hpcbench.report.statistics.FitResult` does; :func:`metric_vs` then defines
+    them in its legend.
     """
 
     @property
@@ -228,6 +278,54 @@ def axis_label(axis: str) -> str:
     return AXIS_NAMES.get(axis, axis.replace("_", " "))
 
 
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values a metric column can take.
+
+    Parameters
+    ----------
+    metric : str
+        Column name (``test/<set>/<metric>``, ``heldout/<metric>``) or bare metric name.
+
+    Returns
+    -------
+    tuple of float
+        ``(0, 1)`` for F1, IoU, precision and recall (pixel or detection), ``(0, inf)``
+        for the localisation error, ``(-inf, inf)`` for anything else.
+
+    Examples
+    --------
+    >>> metric_range("heldout/f1"), metric_range("test/x/localisation_error")
+    ((0.0, 1.0), (0.0, inf))
+    """
+    return METRIC_RANGES.get(metric.split("/")[-1], (-math.inf, math.inf))
+
+
+def fill_metric_unit(text: str, metric: str, *, dimensionless: str = "1") -> str:
+    """Replace ``metric unit`` in ``text`` (a fit variable's description) by the unit.
+
+    Parameters
+    ----------
+    text : str
+        E.g. ``"value as B → ∞ [metric unit]"`` or ``"amplitude [metric unit·images^b]"``.
+    metric : str
+        The fitted metric column.
+    dimensionless : str, default ``"1"``
+        What a unitless metric's unit reads as; ``""`` drops a bracket that would hold
+        only it (``[metric unit]``) and the factor from a product.
+
+    Returns
+    -------
+    str
+        E.g. ``"value as B → ∞ [1]"``, or ``"value as B → ∞"`` with ``dimensionless=""``.
+    """
+    unit = METRIC_UNITS.get(metric.split("/")[-1], dimensionless)
+    if unit:
+        return text.replace("metric unit", unit)
+    for pattern in ("metric unit·", " [metric unit]", "metric unit"):
+        text = text.replace(pattern, "")
+    return text
+
+
 def _short_number(value: float, *, digits: int = 3, always_scientific: bool = False) -> str:
     """Format a number compactly: ``1e4``, ``2.5e5``, ``0.85``, ``1e-3``."""
     if not math.isfinite(value):
@@ -253,6 +351,8 @@ def _value_pm(value: float, error: float) -> str:
         return str(value)
     if not (math.isfinite(error) and error > 0):
         return _short_number(value)
+    if error > 10 * abs(value):  # unconstrained: both to three digits, e.g. 681 ± 1.54e7
+        return f"{_short_number(value)} ± {_short_number(error)}"
     exponent = 0 if value == 0 else math.floor(math.log10(abs(value)))
     scale = 1.0
     suffix = ""
@@ -279,6 +379,22 @@ def _fit_legend(fit: Fit, axis: str, prefix: str = "") -> str:
         text = f"{_param_name(name)} = {_value_pm(value, fit.stderr.get(name, math.nan))}"
         lines.append(f"{text} {unit}" if unit else text)
     lines.append(f"R² = {fit.r_squared:.3f}, n = {fit.n}")
+    return "\n".join(lines)
+
+
+def _fit_definitions(fit: Fit, metric: str) -> str:
+    """Legend text defining a fit's variables and bounds (when the fit names them)."""
+    variables: Mapping[str, str] = getattr(fit, "variables", None) or {}
+    constraints: Mapping[str, str] = getattr(fit, "constraints", None) or {}
+    entries = [
+        f"{_param_name(name)}: {fill_metric_unit(text, metric, dimensionless='')}"
+        for name, text in variables.items()
+    ]
+    # Wrapped to about the width of the fit entries, so the legend leaves the axes room.
+    lines = [textwrap.fill(e, width=_LEGEND_WIDTH, subsequent_indent="  ") for e in entries]
+    if constraints:
+        lines.append("fit bounds:")
+        lines += [f"  {text}" for text in dict.fromkeys(constraints.values())]
     return "\n".join(lines)
 
 
@@ -353,18 +469,15 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _t_interval(values: NDArray[np.float64], level: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of the two-sided Student-t confidence interval of the mean.
+def _flags(runs: pd.DataFrame, column: str | None) -> NDArray[np.bool_]:
+    """The degenerate-run flags of ``runs`` (all False without the column)."""
+    if column is None or column not in runs.columns:
+        return np.zeros(len(runs), dtype=bool)
+    return np.asarray(runs[column].fillna(False).astype(bool), dtype=bool)
 
-    The half-width is ``t(1 − (1 − level)/2, n − 1) · s / √n`` with the sample standard
-    deviation ``s``; NaN for fewer than two values.
-    """
-    n = values.size
-    mean = float(np.mean(values)) if n else math.nan
-    if n < 2:
-        return mean, math.nan
-    sem = float(np.std(values, ddof=1)) / math.sqrt(n)
-    return mean, float(stats.t.ppf(0.5 + level / 2, n - 1)) * sem
+
+def _degenerate_handle(label: str) -> Line2D:
+    return Line2D([], [], marker="x", linestyle="none", color="0.25", markersize=6, label=label)
 
 
 # --------------------------------------------------------------------------- box plot
@@ -379,6 +492,8 @@ def _build_box_strip(
     order: Sequence[Any] | None = None,
     seed: int = 0,
     title: str | None = None,
+    degenerate: str | None = DEGENERATE,
+    degenerate_label: str = DEGENERATE_LABEL,
 ) -> Figure:
     """Draw :func:`box_strip`'s figure and return it (unsaved)."""
     _check_columns(runs, axis, metric, hue)
@@ -387,6 +502,8 @@ def _build_box_strip(
     levels = _levels(runs, axis, order)
     hues: list[Any] = _levels(runs, hue) if hue is not None else [None]
     values = _metric_values(runs, metric)
+    flags = _flags(runs, degenerate)
+    any_degenerate = False
     rng = np.random.default_rng(seed)
 
     n_hues = len(hues)
@@ -401,7 +518,8 @@ def _build_box_strip(
         total = 0
         for j, hue_level in enumerate(hues):
             mask = level_mask if hue is None else level_mask & _mask(runs, hue, hue_level)
-            data = values[mask]
+            data, bad = values[mask], flags[mask]
+            bad = bad[np.isfinite(data)]
             data = data[np.isfinite(data)]
             total += data.size
             position = i + (j - (n_hues - 1) / 2) * width
@@ -433,14 +551,19 @@ def _build_box_strip(
             )
             jitter = rng.uniform(-0.25 * width, 0.25 * width, data.size)
             ax.scatter(
-                position + jitter,
-                data,
+                position + jitter[~bad],
+                data[~bad],
                 s=14,
                 color=colour,
                 edgecolors="white",
                 linewidths=0.4,
                 zorder=3,
             )
+            if bad.any():
+                any_degenerate = True
+                ax.scatter(
+                    position + jitter[bad], data[bad], s=30, marker="x", color=colour, zorder=4
+                )
         label = level_label(axis, level)
         tick_labels.append(label if hue is not None else f"{label}\nn={total}")
 
@@ -448,13 +571,18 @@ def _build_box_strip(
     ax.set_xlim(-0.6, len(levels) - 0.4)
     ax.set_xlabel(axis_label(axis))
     ax.set_ylabel(metric_label(metric))
+    handles: list[Any] = []
     if hue is not None:
         ax.margins(y=0.12)
         handles = [
             Patch(facecolor=_colour(j), edgecolor=_colour(j), alpha=0.5, label=level_label(hue, h))
             for j, h in enumerate(hues)
         ]
-        ax.legend(handles=handles, title=axis_label(hue), fontsize="small", loc="best")
+    if any_degenerate:
+        handles.append(_degenerate_handle(degenerate_label))
+    if handles:
+        title_text = axis_label(hue) if hue is not None else None
+        ax.legend(handles=handles, title=title_text, fontsize="small", loc="best")
     if not np.isfinite(values).any():
         ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center")
     ax.grid(axis="y", alpha=0.3)
@@ -472,8 +600,14 @@ def box_strip(
     order: Sequence[Any] | None = None,
     seed: int = 0,
     title: str | None = None,
+    degenerate: str | None = DEGENERATE,
+    degenerate_label: str = DEGENERATE_LABEL,
 ) -> bytes:
     r"""Box plot of a metric per level of an axis, with every run as a jittered point.
+
+    Boxes span the quartiles with a line at the median; whiskers reach the furthest run
+    within 1.5 IQR of the box (matplotlib's default); runs flagged in ``degenerate``
+    are crosses (with a legend entry), the others dots.
 
     Parameters
     ----------
@@ -494,6 +628,10 @@ def box_strip(
         Seed of the horizontal jitter of the points.
     title : str, optional
         Figure title.
+    degenerate : str or None, default ``"degenerate"``
+        Boolean column flagging degenerate runs; None (or a missing column) marks none.
+    degenerate_label : str
+        Legend entry of the degenerate runs' crosses.
 
     Returns
     -------
@@ -507,7 +645,19 @@ def box_strip(
     ValueError
         ``hue`` equals ``axis``.
     """
-    return _png(_build_box_strip(runs, axis, metric, hue=hue, order=order, seed=seed, title=title))
+    return _png(
+        _build_box_strip(
+            runs,
+            axis,
+            metric,
+            hue=hue,
+            order=order,
+            seed=seed,
+            title=title,
+            degenerate=degenerate,
+            degenerate_label=degenerate_label,
+        )
+    )
 
 
 # --------------------------------------------------------------------------- metric vs axis
@@ -522,6 +672,88 @@ def _default_log_x(axis: str, x: NDArray[np.float64]) -> bool:
     return False
 
 
+def level_summaries(
+    runs: pd.DataFrame,
+    axis: str,
+    metric: str,
+    *,
+    hue: str | None = None,
+    seed: int = 0,
+    value_range: tuple[float, float] | None = None,
+    degenerate: str | None = DEGENERATE,
+) -> pd.DataFrame:
+    """The level means and intervals :func:`metric_vs` draws, as a table.
+
+    Per level of ``hue`` (if given) and per distinct finite value of ``axis``, the runs
+    with a finite metric are summarised by :func:`hpcbench.report.statistics.summarize`
+    with ``seed``: the function, seed, run order and 95 % coverage the report's tables
+    use, so the same runs give the same numbers here as in ``tables/<axis>.csv`` (no
+    hue) or ``tables/<axis>-by-<hue>.csv``. The interval is the percentile bootstrap of
+    the mean; it lies within the runs' range, so clipping it to ``value_range`` only
+    guards against metric values outside their range. With n <= 3 runs it is the range
+    of the runs itself (e.g. n = 2: ``(min, max)``).
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        Run table (one row per trained model).
+    axis : str
+        Numeric axis column; runs without a finite value are left out.
+    metric : str
+        Metric column; NaN values are left out.
+    hue : str, optional
+        Column splitting the runs (e.g. ``model``).
+    seed : int, default 0
+        Seed of the bootstrap.
+    value_range : tuple of float, optional
+        Range the interval is clipped to [metric unit]; default :func:`metric_range`.
+    degenerate : str or None, default ``"degenerate"``
+        Boolean column flagging degenerate runs, counted per point.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``[hue,] level, n, degenerate, mean, ci_low, ci_high``; one row per
+        point with at least one finite run, hue levels in natural order, levels
+        ascending.
+
+    Raises
+    ------
+    KeyError
+        A named column is missing from ``runs``.
+    """
+    _check_columns(runs, axis, metric, hue)
+    low, high = value_range if value_range is not None else metric_range(metric)
+    x = np.asarray(pd.to_numeric(runs[axis], errors="coerce"), dtype=np.float64)
+    y = _metric_values(runs, metric)
+    flags = _flags(runs, degenerate)
+    usable = np.isfinite(x) & np.isfinite(y)
+    hues: list[Any] = _levels(runs, hue) if hue is not None else [None]
+    rows: list[dict[str, Any]] = []
+    for hue_level in hues:
+        mask = usable if hue is None else usable & _mask(runs, hue, hue_level)
+        groups = {float(level): y[mask & (x == level)] for level in np.unique(x[mask])}
+        for summary in summarize(groups, seed=seed, confidence=CONFIDENCE):
+            row: dict[str, Any] = {} if hue is None else {hue: hue_level}
+            row.update(
+                level=summary.level,
+                n=summary.n,
+                degenerate=int(np.count_nonzero(flags[mask & (x == summary.level)])),
+                mean=summary.mean,
+                ci_low=float(np.clip(summary.ci_low, low, high)),
+                ci_high=float(np.clip(summary.ci_high, low, high)),
+            )
+            rows.append(row)
+    columns = [*([hue] if hue is not None else []), "level", "n", "degenerate"]
+    return pd.DataFrame(rows, columns=[*columns, "mean", "ci_low", "ci_high"])
+
+
+def _count_text(counts: Sequence[int]) -> str:
+    """``"2"`` or ``"2–5"``: the range of runs per point."""
+    low, high = min(counts), max(counts)
+    return f"{low}" if low == high else f"{low}–{high}"
+
+
 def _build_metric_vs(
     runs: pd.DataFrame,
     axis: str,
@@ -533,6 +765,9 @@ def _build_metric_vs(
     log_x: bool | None = None,
     seed: int = 0,
     title: str | None = None,
+    value_range: tuple[float, float] | None = None,
+    degenerate: str | None = DEGENERATE,
+    degenerate_label: str = DEGENERATE_LABEL,
 ) -> Figure:
     """Draw :func:`metric_vs`'s figure and return it (unsaved)."""
     _check_columns(runs, axis, metric, hue)
@@ -540,13 +775,26 @@ def _build_metric_vs(
         raise ValueError(f"hue must differ from the axis ({axis!r})")
     if fits is not None and hue is None:
         raise ValueError("fits (one per hue level) needs hue")
+    low_value, high_value = value_range if value_range is not None else metric_range(metric)
     x_all = np.asarray(pd.to_numeric(runs[axis], errors="coerce"), dtype=np.float64)
     y_all = _metric_values(runs, metric)
+    flags = _flags(runs, degenerate)
     if log_x is None:
         log_x = _default_log_x(axis, x_all)
     placeable = np.isfinite(x_all) & ((x_all > 0) if log_x else True)
     left_out = int(np.count_nonzero(~placeable & np.isfinite(y_all)))
     usable = placeable & np.isfinite(y_all)
+    points = level_summaries(
+        runs,
+        axis,
+        metric,
+        hue=hue,
+        seed=seed,
+        value_range=(low_value, high_value),
+        degenerate=degenerate,
+    )
+    if log_x:
+        points = points[points["level"] > 0]
 
     rng = np.random.default_rng(seed)
     figure = _new_figure(6.4, 4.4)
@@ -567,25 +815,39 @@ def _build_metric_vs(
 
     hues: list[Any] = _levels(runs, hue) if hue is not None else [None]
     curves: list[tuple[Fit, str, str]] = []
+    handles: list[Any] = []
+    bars: Any = None
+    counts: list[int] = []
+    any_degenerate = False
     for j, hue_level in enumerate(hues):
         colour = _colour(j) if hue is not None else "C0"
         mask = usable if hue is None else usable & _mask(runs, hue, hue_level)
-        x, y = x_all[mask], y_all[mask]
+        x, y, bad = x_all[mask], y_all[mask], flags[mask]
         name = level_label(hue, hue_level) if hue is not None else "runs"
         offsets = rng.uniform(-jitter_scale, jitter_scale, x.size)
         x_jittered = x * 10.0**offsets if log_x else x + offsets
-        ax.scatter(x_jittered, y, s=12, color=colour, alpha=0.45, linewidths=0, label=name)
-        levels = np.unique(x)
-        means, halves = [], []
-        for level in levels:
-            mean, half = _t_interval(y[x == level])
-            means.append(mean)
-            halves.append(half)
-        if levels.size:
-            ax.errorbar(
-                levels,
+        handles.append(
+            ax.scatter(
+                x_jittered[~bad], y[~bad], s=12, color=colour, alpha=0.45, linewidths=0, label=name
+            )
+        )
+        if bad.any():
+            any_degenerate = True
+            # Larger than the mean's marker, which sits on them when a whole point collapsed.
+            ax.scatter(
+                x_jittered[bad], y[bad], s=64, marker="x", color=colour, linewidths=1.5, zorder=5
+            )
+        part = points if hue is None else points[_mask(points, hue, hue_level)]
+        if len(part):
+            means = part["mean"].to_numpy(dtype=np.float64)
+            below = means - part["ci_low"].to_numpy(dtype=np.float64)
+            above = part["ci_high"].to_numpy(dtype=np.float64) - means
+            # A single run has no interval (NaN): no bar.
+            yerr = np.maximum(np.nan_to_num(np.vstack([below, above]), nan=0.0), 0.0)
+            container = ax.errorbar(
+                part["level"].to_numpy(dtype=np.float64),
                 means,
-                yerr=np.nan_to_num(np.asarray(halves), nan=0.0),
+                yerr=yerr,
                 fmt="o",
                 color=colour,
                 markersize=5,
@@ -594,13 +856,29 @@ def _build_metric_vs(
                 capsize=3,
                 elinewidth=1.2,
                 zorder=4,
-                label="mean ± 95 % CI" if hue is None else None,
             )
+            bars = bars if bars is not None else container
+            counts += part["n"].astype(int).tolist()
         level_fit = fits.get(hue_level) if fits is not None else None
         if level_fit is not None:
             curves.append((level_fit, colour, f"{name}: "))
     if fit is not None:
         curves.append((fit, "black" if hue is not None else "C3", ""))
+
+    if counts:
+        label = textwrap.fill(
+            f"mean ± {round(CONFIDENCE * 100)} % bootstrap CI of the mean, "
+            f"n = {_count_text(counts)} runs per point",
+            width=_LEGEND_WIDTH,
+        )
+        if hue is not None:  # one neutral entry for every colour's bars
+            bars = ax.errorbar(
+                [], [], yerr=[], fmt="o", color="0.45", markersize=5, markeredgecolor="black"
+            )
+        handles.append(bars)
+        bars.set_label(label)
+    if any_degenerate:
+        handles.append(_degenerate_handle(textwrap.fill(degenerate_label, width=_LEGEND_WIDTH)))
 
     if curves:
         if log_x:
@@ -612,15 +890,24 @@ def _build_metric_vs(
         else:
             pad = 0.05 * (hi - lo) if hi > lo else 1.0
             grid = np.linspace(lo - pad, hi + pad, 300)
+        # Only where the curve lies in the metric's range (a bounded dose fit always
+        # does; a power law falls without limit towards small sets).
+        finite_range = math.isfinite(low_value) and math.isfinite(high_value)
+        tolerance = 1e-9 * (max(1.0, high_value - low_value) if finite_range else 1.0)
         for curve_fit, colour, prefix in curves:
             predicted = np.asarray(curve_fit.predict(grid), dtype=np.float64)
-            ax.plot(
+            outside = (predicted < low_value - tolerance) | (predicted > high_value + tolerance)
+            (line,) = ax.plot(
                 grid,
-                predicted,
+                np.where(outside, np.nan, predicted),
                 color=colour,
                 linewidth=1.6,
                 label=_fit_legend(curve_fit, axis, prefix),
             )
+            handles.append(line)
+        definitions = _fit_definitions(curves[0][0], metric)
+        if definitions:
+            handles.append(Line2D([], [], linestyle="none", marker="none", label=definitions))
 
     ax.set_xlabel(axis_label(axis))
     ax.set_ylabel(metric_label(metric))
@@ -639,9 +926,9 @@ def _build_metric_vs(
             fontsize="x-small",
             color="0.3",
         )
-    handles, _ = ax.get_legend_handles_labels()
     if handles:
         ax.legend(
+            handles=handles,
             fontsize="x-small",
             title=axis_label(hue) if hue is not None else None,
             title_fontsize="x-small",
@@ -664,15 +951,22 @@ def metric_vs(
     log_x: bool | None = None,
     seed: int = 0,
     title: str | None = None,
+    value_range: tuple[float, float] | None = None,
+    degenerate: str | None = DEGENERATE,
+    degenerate_label: str = DEGENERATE_LABEL,
 ) -> bytes:
     """A metric against a numeric axis: runs, level means with 95 % CIs, fitted curves.
 
     Each run is a point (with a small horizontal jitter: multiplicative, i.e. in log
-    space, on a log axis). Each level of the axis gets its mean with a 95 % Student-t
-    confidence interval of the mean, ``mean ± t(0.975, n−1)·s/√n`` (no bar for a single
-    run). A fit is drawn on a dense grid over the data's range (half a step beyond on a
-    log axis) from ``fit.predict``, labelled with its formula, parameters ± standard
-    errors, R² and n.
+    space, on a log axis); degenerate runs are crosses. Each level of the axis (per hue
+    level) gets its mean with the 95 % percentile-bootstrap CI of the mean, seeded with
+    ``seed`` — exactly the rows of :func:`level_summaries`, which are the report's table
+    numbers (no bar for a single run). The legend says so, with the number of runs per
+    point. A fit is drawn on a dense grid over the data's range (half a step beyond on
+    a log axis) from ``fit.predict``, where it lies within ``value_range``, labelled
+    with its formula, parameters ± standard errors, R² and n; a further entry defines
+    its variables and bounds when the fit names them (``variables``, ``constraints``
+    attributes, as :class:`hpcbench.report.statistics.FitResult` has).
 
     Parameters
     ----------
@@ -694,9 +988,16 @@ def metric_vs(
         Logarithmic x axis. Default: on for ``dose``, on for ``train_size`` when its
         levels span more than a factor of 10, off otherwise.
     seed : int, default 0
-        Seed of the jitter.
+        Seed of the jitter and of the bootstrap (the report's seed).
     title : str, optional
         Figure title.
+    value_range : tuple of float, optional
+        The metric's range [metric unit]: bars are clipped to it, curves drawn only
+        inside it. Default :func:`metric_range`.
+    degenerate : str or None, default ``"degenerate"``
+        Boolean column flagging degenerate runs, drawn as crosses; None marks none.
+    degenerate_label : str
+        Legend entry of the crosses (say whether the fits left them out).
 
     Returns
     -------
@@ -721,6 +1022,9 @@ def metric_vs(
             log_x=log_x,
             seed=seed,
             title=title,
+            value_range=value_range,
+            degenerate=degenerate,
+            degenerate_label=degenerate_label,
         )
     )
 

@@ -18,12 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from hpcbench.report.content import AxisAnalysis, CycleGANAnalysis, Report
-from hpcbench.report.figures import level_label, metric_label
+from hpcbench.report.figures import fill_metric_unit, level_label, metric_label
+from hpcbench.report.statistics import (
+    DOSE_FORMULA,
+    DOSE_VARIABLES,
+    SIZE_FORMULA,
+    SIZE_VARIABLES,
+    FitOutcome,
+)
 
 __all__ = ["blocks", "render_html", "render_markdown"]
 
 Block = tuple[str, Any]
-_PARAMS = {"alpha": "α [e/Å²]", "F_inf": "F∞"}
+_PARAMS = {"alpha": "α", "F_inf": "F∞"}
 
 
 def display_uri(uri: str, base: Path | None = None) -> str:
@@ -238,6 +245,82 @@ def _paired_sentence(axis: str, paired: Any) -> str:
     return f"{head} " + "; ".join(parts) + "."
 
 
+def _fit_model_text(analysis: AxisAnalysis) -> str:
+    """What the axis's fits are: the model, every symbol with its unit, the bounds."""
+    axis = analysis.axis
+    dose = axis == "dose"
+    formula, variables = (DOSE_FORMULA, DOSE_VARIABLES) if dose else (SIZE_FORMULA, SIZE_VARIABLES)
+    response = formula.split("=")[0].strip()
+    names = list(variables)
+    abscissa, params = names[0], names[1:]
+    metric = next(iter(analysis.fits), "")
+    defined = "; ".join(
+        f"{_PARAMS.get(name, name)}, {fill_metric_unit(variables[name], metric)}" for name in params
+    )
+    constraints: dict[str, str] = {}
+    for per_group in analysis.fits.values():
+        for outcome in per_group.values():
+            if outcome.result is not None and not constraints:
+                constraints = outcome.result.constraints
+    source = "seed 003's eq. 1" if dose else "the power-law learning curve"
+    text = (
+        f"Fits of {source}, {formula}: {response} is the metric "
+        f"{fill_metric_unit('[metric unit]', metric)}, {abscissa} the "
+        f"{variables[abscissa]}; fitted parameters {defined}."
+    )
+    if dose:
+        text += (
+            " The fit keeps both ends of the curve, D0 (B → ∞) and D0 + A (B = 0), in the "
+            "metric's range, so the curve stays in it at every dose"
+        )
+    else:
+        text += (
+            " The fit keeps F∞ in the metric's range; the power law falls without limit "
+            "towards small sets, so the figures draw it only inside the range"
+        )
+    if constraints:
+        text += " (bounds: " + "; ".join(dict.fromkeys(constraints.values())) + ")"
+    nonlinear = "α" if dose else "b"
+    return (
+        text + f". A fit whose {nonlinear} ends on the edge of its range is not reported "
+        "(the data do not constrain it). Degenerate runs are left out of every fit."
+    )
+
+
+def _param_unit(description: str, metric: str) -> str:
+    """The unit closing a variable's description, e.g. `` e/Å²`` ("" when unitless)."""
+    if not description.endswith("]") or "[" not in description:
+        return ""
+    unit = fill_metric_unit(description[description.rindex("[") + 1 : -1], metric, dimensionless="")
+    return "" if unit in ("", "1") else f" {unit}"
+
+
+def _fit_sentence(group: str, outcome: FitOutcome, metric: str) -> str:
+    """One group's fit: parameters with errors and units, R², n, bounds reached."""
+    left_out = (
+        f"{outcome.excluded} degenerate run{'s' if outcome.excluded != 1 else ''} left out"
+        if outcome.excluded
+        else ""
+    )
+    fit = outcome.result
+    if fit is None:
+        return f"Fit ({group}): not made — {outcome.note}" + (
+            f" ({left_out})." if left_out else "."
+        )
+    params = ", ".join(
+        f"{_PARAMS.get(k, k)} = {_num(v)} ± {_num(fit.stderr.get(k, math.nan))}"
+        + _param_unit(fit.variables.get(k, ""), metric)
+        for k, v in fit.params.items()
+    )
+    remarks = [f"R² = {_num(fit.r_squared)}", f"n = {fit.n}"]
+    if left_out:
+        remarks.append(left_out)
+    text = f"Fit ({group}): {params}; " + ", ".join(remarks)
+    if outcome.note:
+        text += f"; {outcome.note}"
+    return text + "."
+
+
 def _axis_blocks(report: Report, analysis: AxisAnalysis) -> list[Block]:
     axis = analysis.axis
     out: list[Block] = [("h2", f"Effect of {axis.replace('_', ' ')}")]
@@ -250,6 +333,8 @@ def _axis_blocks(report: Report, analysis: AxisAnalysis) -> list[Block]:
                 + ": those levels are listed with n = 0 and left out of the tests.",
             )
         )
+    if analysis.fits:
+        out.append(("p", _fit_model_text(analysis)))
     for metric in report.shown:
         summary = analysis.summaries.get(metric)
         if summary is None or summary.empty:
@@ -299,7 +384,8 @@ def _axis_blocks(report: Report, analysis: AxisAnalysis) -> list[Block]:
         rows = [
             [
                 level_label(axis, row["level"]),
-                str(int(row["n"])),
+                str(int(row["n"]))
+                + (f" ({int(row['degenerate'])} degenerate)" if row.get("degenerate", 0) else ""),
                 _num(row["median"]),
                 f"{_num(row['q1'])}–{_num(row['q3'])}",
                 _num(row["mean"]),
@@ -310,24 +396,8 @@ def _axis_blocks(report: Report, analysis: AxisAnalysis) -> list[Block]:
         name = "dose [e/Å²]" if axis == "dose" else axis
         out.append(("table", ([name, "n", "median", "IQR", "mean", "95 % CI (bootstrap)"], rows)))
         for group, fit_outcome in analysis.fits.get(metric, {}).items():
-            fit = fit_outcome.result
-            if fit is None:
-                out.append(("p", f"Fit ({group}): not made — {fit_outcome.note}."))
-                continue
-            params = ", ".join(
-                f"{_PARAMS.get(k, k)} = {_num(v)} ± {_num(fit.stderr.get(k, math.nan))}"
-                for k, v in fit.params.items()
-            )
-            out.append(
-                (
-                    "p",
-                    f"Fit ({group}): {fit.formula}; {params}; "
-                    f"R² = {_num(fit.r_squared)}, n = {fit.n}.",
-                )
-            )
-    for title, path in analysis.figures:
-        fitted = " with fits" if title.endswith(" fit") else ""
-        caption = f"{metric_label(title.removesuffix(' fit'))}{fitted} vs {axis}"
+            out.append(("p", _fit_sentence(group, fit_outcome, metric)))
+    for caption, path in analysis.figures:
         out.append(("figure", (caption, path)))
     return out
 
@@ -499,8 +569,13 @@ def render_markdown(report: Report) -> str:
             lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
             lines.append("")
         elif kind == "figure":
+            # Markdown shows no alt text: the first sentence is the alt text, the rest of
+            # a caption (what the marks and bars are) a paragraph under the image.
             title, path = payload
-            lines += [f"![{title}]({path})", ""]
+            alt, _, rest = str(title).partition(". ")
+            lines += [f"![{alt}]({path})", ""]
+            if rest:
+                lines += [rest, ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

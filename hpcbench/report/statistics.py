@@ -26,9 +26,11 @@ Tests
 Fits
     :func:`fit_dose` fits eq. 1 of seed 003 (Fuhr et al., digital twins of defects in
     MX2 monolayers), the detectability of defects against electron dose,
-    ``D(B) = D0 + A·exp(−B/α)``, with ``B`` the dose [e/Å²], ``D0`` the detectability
-    without Poisson noise (``B → ∞``), ``A`` the amplitude (negative when the metric
-    rises with dose) and ``α`` the characteristic dose [e/Å²].
+    ``D(B) = D0 + A·exp(−B/α)``, in the paper's names: ``B`` the beam electron dose
+    [e/Å²] (the abscissa), ``α`` the fitted characteristic decay dose [e/Å²] (at
+    ``B = α`` the deficit ``D − D0`` has decayed to ``A/e``), ``D0`` the detectability
+    without Poisson noise (``B → ∞``) and ``A`` the amplitude (``D0 + A`` is the value at
+    ``B = 0``; negative when the metric rises with dose).
     :func:`fit_size` fits the saturating power-law learning curve
     ``F(n) = F∞ − a·n^(−b)`` (``b > 0``) of a metric against training-set size ``n``
     [images] (Hestness et al., "Deep learning scaling is predictable, empirically",
@@ -36,13 +38,18 @@ Fits
 
     Both models are linear in two parameters once the nonlinear one (``α`` or ``b``) is
     fixed, so the starting values come from a grid search over the nonlinear parameter
-    (log-spaced), solving the linear pair by least squares at each grid point and
-    keeping the best (variable projection). :func:`scipy.optimize.curve_fit` then
+    (log-spaced), solving the linear pair by (bounded) least squares at each grid point
+    and keeping the best (variable projection). :func:`scipy.optimize.curve_fit` then
     refines all three parameters, with ``α`` handled as ``ln α`` (doses span decades,
     1e4-1e8 e/Å²) and sizes scaled by their geometric mean, and bounds that keep the
-    nonlinear parameter inside a range the data can constrain. Standard errors are the
-    square roots of the covariance diagonal, carried to the reported parameters by the
-    delta method; they are ``inf`` when the covariance cannot be estimated.
+    nonlinear parameter inside a range the data can constrain. Given the metric's range
+    (``bounds``, e.g. [0, 1] for F1), the dose fit keeps both ends of its curve, ``D0``
+    and ``D0 + A``, inside it, which keeps the whole curve inside it; the size fit keeps
+    ``F∞`` inside it. Every result names its variables with units
+    (:data:`DOSE_VARIABLES`, :data:`SIZE_VARIABLES`) and the bounds it was fitted
+    under. Standard errors are the square roots of the covariance diagonal, carried to
+    the reported parameters by the delta method; they are ``inf`` when the covariance
+    cannot be estimated.
 
 No function touches global random state: resampling uses ``np.random.default_rng(seed)``.
 """
@@ -53,7 +60,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -61,6 +68,10 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, stats
 
 __all__ = [
+    "DOSE_FORMULA",
+    "DOSE_VARIABLES",
+    "SIZE_FORMULA",
+    "SIZE_VARIABLES",
     "FitOutcome",
     "FitResult",
     "LevelSummary",
@@ -576,6 +587,28 @@ _MODELS: dict[str, Callable[..., NDArray[np.float64]]] = {
     "size_power_law": _size_model,
 }
 
+DOSE_FORMULA = "D = D0 + A·exp(−B/α)"
+"""Seed 003 eq. 1, in the paper's symbols (see :data:`DOSE_VARIABLES`)."""
+
+DOSE_VARIABLES: dict[str, str] = {
+    "B": "electron dose [e/Å²]",
+    "D0": "value as B → ∞ (no Poisson noise) [metric unit]",
+    "A": "amplitude: D0 + A is the value at B = 0 [metric unit]",
+    "alpha": "characteristic dose: D − D0 = A/e at B = α [e/Å²]",
+}
+"""Seed 003's names in eq. 1: the abscissa ``B`` and the fitted parameters."""
+
+SIZE_FORMULA = "F = F∞ − a·n^(−b)"
+"""The power-law learning curve (see :data:`SIZE_VARIABLES`)."""
+
+SIZE_VARIABLES: dict[str, str] = {
+    "n": "training-set size [images]",
+    "F_inf": "value as n → ∞ [metric unit]",
+    "a": "amplitude [metric unit·images^b]",
+    "b": "exponent [1]",
+}
+"""The learning curve's abscissa ``n`` and fitted parameters."""
+
 
 @dataclass(frozen=True)
 class FitResult:
@@ -586,10 +619,11 @@ class FitResult:
     model : str
         Name of the model (``"dose_exponential"`` or ``"size_power_law"``).
     params : dict of str to float
-        Best-fit parameters, in the units given in ``formula``'s documentation.
+        Best-fit parameters, in the units given in ``variables``.
     stderr : dict of str to float
         Standard errors of ``params`` (square roots of the covariance diagonal); inf
-        or NaN when not estimable.
+        or NaN when not estimable. A parameter whose bound is active (``at_bound``)
+        has an error computed as if it were free.
     r_squared : float
         Coefficient of determination over the fitted points [1]; NaN when the
         metric is constant.
@@ -597,6 +631,15 @@ class FitResult:
         Number of points fitted [1].
     formula : str
         Human-readable model, e.g. ``"D = D0 + A·exp(−B/α)"``.
+    variables : dict of str to str
+        The abscissa and every parameter by name, each with its meaning and unit in
+        brackets (``[metric unit]``: the unit of the fitted metric).
+    constraints : dict of str to str
+        Per parameter, the bound the fit kept it (or an expression of it) within, e.g.
+        ``{"A": "0 ≤ D0 + A ≤ 1"}``; a parameter without bounds is absent.
+    at_bound : tuple of str
+        Parameters whose constraint is active at the optimum (the data pushed them to
+        the edge of the allowed range).
     """
 
     model: str
@@ -605,6 +648,9 @@ class FitResult:
     r_squared: float
     n: int
     formula: str
+    variables: dict[str, str] = field(default_factory=dict)
+    constraints: dict[str, str] = field(default_factory=dict)
+    at_bound: tuple[str, ...] = ()
 
     def predict(self, x: ArrayLike) -> NDArray[np.float64]:
         """Evaluate the fitted curve.
@@ -632,38 +678,69 @@ class FitOutcome:
     result : FitResult or None
         The fit; None when it could not be made.
     note : str
-        Why the fit was not made; empty otherwise.
+        Why the fit was not made, or remarks on a made fit (a bound it reached);
+        empty when there is nothing to say.
+    excluded : int
+        Runs with a usable dose (or size) and metric that the caller's ``exclude``
+        mask left out of the fit [1].
     """
 
     result: FitResult | None
     note: str = ""
+    excluded: int = 0
+
+
+def _check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
+    """``bounds`` as floats; ValueError unless ``low < high`` (NaN is not a bound)."""
+    low, high = (float(b) for b in bounds)
+    if not low < high:
+        raise ValueError(f"bounds must satisfy low < high, got {bounds}")
+    return low, high
 
 
 def _clean_xy(
-    x: ArrayLike, y: ArrayLike, name: str
-) -> tuple[NDArray[np.float64], NDArray[np.float64]] | str:
-    """Drop non-finite pairs and non-positive abscissae; a string is a reason to stop."""
+    x: ArrayLike, y: ArrayLike, name: str, exclude: ArrayLike | None = None
+) -> tuple[tuple[NDArray[np.float64], NDArray[np.float64]] | str, int]:
+    """Drop non-finite pairs, non-positive abscissae and excluded runs.
+
+    Returns the cleaned pair (a string is a reason to stop) and the number of usable
+    runs that ``exclude`` left out.
+    """
     xs = np.asarray(x, dtype=np.float64).ravel()
     ys = np.asarray(y, dtype=np.float64).ravel()
     if xs.shape != ys.shape:
-        return f"{name} and metric differ in length ({xs.size} vs {ys.size})"
+        return f"{name} and metric differ in length ({xs.size} vs {ys.size})", 0
     keep = np.isfinite(xs) & np.isfinite(ys) & (xs > 0)
+    excluded = 0
+    if exclude is not None:
+        drop = np.asarray(exclude, dtype=bool).ravel()
+        if drop.shape != xs.shape:
+            return f"exclude and {name} differ in length ({drop.size} vs {xs.size})", 0
+        excluded = int(np.count_nonzero(keep & drop))
+        keep &= ~drop
     xs, ys = xs[keep], ys[keep]
     distinct = np.unique(xs).size
     if distinct < _MIN_DISTINCT_X:
         return (
             f"fit needs >= {_MIN_DISTINCT_X} distinct positive {name} values with a "
             f"finite metric; got {distinct}"
-        )
-    return xs, ys
+        ), excluded
+    return (xs, ys), excluded
 
 
-def _linear_pair(basis: NDArray[np.float64], y: NDArray[np.float64]) -> tuple[float, float, float]:
-    """Least-squares ``y ≈ c0 + c1·basis``; return ``(c0, c1, sse)``."""
-    design = np.column_stack([np.ones_like(basis), basis])
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+def _bounded_lstsq(
+    design: NDArray[np.float64],
+    y: NDArray[np.float64],
+    lower: Sequence[float],
+    upper: Sequence[float],
+) -> tuple[NDArray[np.float64], float]:
+    """Least squares ``y ≈ design·c`` with ``lower ≤ c ≤ upper``; return ``(c, sse)``."""
+    if all(math.isinf(v) for v in (*lower, *upper)):
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    else:
+        coef = optimize.lsq_linear(design, y, bounds=(lower, upper)).x
     resid = y - design @ coef
-    return float(coef[0]), float(coef[1]), float(resid @ resid)
+    return np.asarray(coef, dtype=np.float64), float(resid @ resid)
 
 
 def _r_squared(y: NDArray[np.float64], fitted: NDArray[np.float64]) -> float:
@@ -693,26 +770,87 @@ def _refine(
     return np.asarray(popt, dtype=np.float64), np.asarray(pcov, dtype=np.float64)
 
 
+def _edge(value: float, lo: float, hi: float) -> str:
+    """``"lower"`` or ``"upper"`` when ``value`` sits on that bound, else ``""``.
+
+    The tolerance is 1e-6 of the range when both bounds are finite, else 1e-9 of
+    ``max(1, |value|)``.
+    """
+    if math.isfinite(lo) and math.isfinite(hi):
+        tol = 1e-6 * (hi - lo)
+    else:
+        tol = 1e-9 * max(1.0, abs(value))
+    if value - lo <= tol:
+        return "lower"
+    if hi - value <= tol:
+        return "upper"
+    return ""
+
+
 def _at_bound(value: float, lo: float, hi: float) -> bool:
     """Whether ``value`` sits (within 1e-6 of the range) on an edge of ``[lo, hi]``."""
-    tol = 1e-6 * (hi - lo)
-    return value - lo <= tol or hi - value <= tol
+    return bool(_edge(value, lo, hi))
 
 
 def _stderr(pcov: NDArray[np.float64], jac: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Standard errors after the delta-method transform ``J·C·Jᵀ`` (diagonal ``J``)."""
+    """Standard errors after the delta-method transform ``J·C·Jᵀ``.
+
+    ``jac`` is the Jacobian of the reported parameters with respect to the fitted ones:
+    a full matrix, or its diagonal as a vector. All are inf when ``pcov`` is not finite
+    (curve_fit's answer when it cannot estimate the covariance).
+    """
+    matrix = np.diag(jac) if jac.ndim == 1 else jac
+    if not np.all(np.isfinite(pcov)):
+        return np.full(matrix.shape[0], np.inf)
     with np.errstate(invalid="ignore", over="ignore"):
-        var = np.diag(pcov) * jac**2
+        var = np.diag(matrix @ pcov @ matrix.T)
         return np.where(var >= 0, np.sqrt(np.abs(var)), np.nan)
 
 
-def fit_dose_outcome(dose: ArrayLike, metric: ArrayLike) -> FitOutcome:
+def _interval_text(expression: str, low: float, high: float, unit: str = "") -> str:
+    """``"0 ≤ D0 ≤ 1"``, ``"D0 ≥ 0"`` or ``"unbounded"``, with an optional unit."""
+    suffix = f" {unit}" if unit else ""
+    if math.isfinite(low) and math.isfinite(high):
+        return f"{low:g} ≤ {expression} ≤ {high:g}{suffix}"
+    if math.isfinite(low):
+        return f"{expression} ≥ {low:g}{suffix}"
+    if math.isfinite(high):
+        return f"{expression} ≤ {high:g}{suffix}"
+    return f"{expression} unbounded"
+
+
+def _bound_note(names: Sequence[str], edges: Sequence[str], bounds: Sequence[str]) -> str:
+    """Remarks on active bounds, e.g. ``"D0 + A on its lower bound (0 ≤ D0 + A ≤ 1)"``."""
+    return "; ".join(
+        f"{name} on its {edge} bound ({bound})"
+        for name, edge, bound in zip(names, edges, bounds, strict=True)
+    )
+
+
+def fit_dose_outcome(
+    dose: ArrayLike,
+    metric: ArrayLike,
+    *,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+    exclude: ArrayLike | None = None,
+) -> FitOutcome:
     """Fit seed 003 eq. 1, ``D(B) = D0 + A·exp(−B/α)``, or say why not.
 
-    The fit works in ``(D0, A, ln α)``. The start is the best point of a grid search
-    over ``log α`` (log-spaced from a decade below the smallest dose to a decade above
-    the largest), where ``D0`` and ``A`` follow by linear least squares; ``ln α`` is
-    bounded to that range during refinement.
+    The names are seed 003's: ``B`` is the electron dose [e/Å²] (the abscissa), ``α``
+    the fitted characteristic dose [e/Å²] at which ``D − D0`` has decayed to ``A/e``,
+    ``D0`` the value at high dose (``B → ∞``) and ``A`` the amplitude (``D0 + A`` is
+    the value at ``B = 0``; ``A < 0`` when the metric rises with dose).
+
+    For ``B ≥ 0`` the curve is the weighted mean ``w·(D0 + A) + (1 − w)·D0`` of its two
+    ends, ``w = exp(−B/α)`` in (0, 1]. The fit therefore works in ``(D0, D0 + A, ln α)``
+    and bounds both ends to ``bounds``: the whole curve then stays inside ``bounds`` at
+    every dose, not only at the fitted ones. (Unbounded, the quickstart's FCN runs,
+    0 up to 1e4 e/Å² and 0.8 from 1e5, put ``D0 + A`` at −0.06.)
+
+    The start is the best point of a grid search over ``log α`` (log-spaced from a
+    decade below the smallest dose to a decade above the largest), where the two ends
+    follow by bounded linear least squares (:func:`scipy.optimize.lsq_linear`); ``ln α``
+    stays in that range during refinement (:func:`scipy.optimize.curve_fit`).
 
     Parameters
     ----------
@@ -720,6 +858,11 @@ def fit_dose_outcome(dose: ArrayLike, metric: ArrayLike) -> FitOutcome:
         Electron dose ``B`` of each run [e/Å²]; must be positive.
     metric : array_like
         Metric of each run, e.g. detectability [metric unit].
+    bounds : tuple of float, optional
+        Range ``(low, high)`` of the metric [metric unit], e.g. ``(0, 1)`` for F1; both
+        ``D0`` and ``D0 + A`` are kept in it. Unbounded by default.
+    exclude : array_like of bool, optional
+        Runs to leave out (e.g. degenerate ones), counted in ``FitOutcome.excluded``.
 
     Returns
     -------
@@ -727,28 +870,35 @@ def fit_dose_outcome(dose: ArrayLike, metric: ArrayLike) -> FitOutcome:
         ``result.params`` has ``D0`` [metric unit], ``A`` [metric unit] and ``alpha``
         [e/Å²]; ``result`` is None with fewer than four distinct doses, when the fit
         fails, or when ``α`` ends on the edge of its range (unconstrained by the data).
+        ``note`` names the ends that finished on a bound.
+
+    Raises
+    ------
+    ValueError
+        If ``bounds`` is not ``low < high``.
     """
-    cleaned = _clean_xy(dose, metric, "dose")
+    low, high = _check_bounds(bounds)
+    cleaned, excluded = _clean_xy(dose, metric, "dose", exclude)
     if isinstance(cleaned, str):
-        return FitOutcome(None, cleaned)
+        return FitOutcome(None, cleaned, excluded)
     x, y = cleaned
     lo = math.log(float(x.min())) - math.log(10.0)
     hi = math.log(float(x.max())) + math.log(10.0)
     best: tuple[float, float, float, float] | None = None
     for log_alpha in np.linspace(lo, hi, _GRID_POINTS):
-        d0, amp, sse = _linear_pair(np.exp(-x / math.exp(log_alpha)), y)
+        weight = np.exp(-x / math.exp(log_alpha))
+        design = np.column_stack([1.0 - weight, weight])
+        (d0, d_zero), sse = _bounded_lstsq(design, y, [low, low], [high, high])
         if best is None or sse < best[3]:
-            best = (d0, amp, float(log_alpha), sse)
+            best = (float(d0), float(d_zero), float(log_alpha), sse)
     assert best is not None
 
-    def model(b: NDArray[np.float64], d0: float, amp: float, log_alpha: float) -> Any:
-        return _dose_model(b, d0, amp, math.exp(log_alpha))
+    def model(b: NDArray[np.float64], d0: float, d_zero: float, log_alpha: float) -> Any:
+        return _dose_model(b, d0, d_zero - d0, math.exp(log_alpha))
 
-    refined = _refine(
-        model, x, y, [best[0], best[1], best[2]], ([-np.inf, -np.inf, lo], [np.inf, np.inf, hi])
-    )
+    refined = _refine(model, x, y, [best[0], best[1], best[2]], ([low, low, lo], [high, high, hi]))
     if isinstance(refined, str):
-        return FitOutcome(None, refined)
+        return FitOutcome(None, refined, excluded)
     popt, pcov = refined
     if _at_bound(float(popt[2]), lo, hi):
         return FitOutcome(
@@ -756,25 +906,52 @@ def fit_dose_outcome(dose: ArrayLike, metric: ArrayLike) -> FitOutcome:
             f"characteristic dose α = {math.exp(float(popt[2])):.3g} e/Å² hit the edge of the "
             f"searched range [{math.exp(lo):.3g}, {math.exp(hi):.3g}]; the data do not "
             "constrain it",
+            excluded,
         )
+    d0, d_zero = float(popt[0]), float(popt[1])
     alpha = math.exp(float(popt[2]))
-    params = {"D0": float(popt[0]), "A": float(popt[1]), "alpha": alpha}
-    se = _stderr(pcov, np.array([1.0, 1.0, alpha]))
+    params = {"D0": d0, "A": d_zero - d0, "alpha": alpha}
+    # (D0, A, α) = (d0, d_zero − d0, exp(ln α)): the Jacobian of the delta method.
+    jac = np.array([[1.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [0.0, 0.0, alpha]])
+    se = _stderr(pcov, jac)
+    constraints = {
+        "D0": _interval_text("D0", low, high),
+        "A": _interval_text("D0 + A", low, high),
+        # A decade beyond the doses on either side: the range the grid search covers.
+        "alpha": _interval_text("α", math.exp(lo), math.exp(hi), "e/Å²"),
+    }
+    edges = {"D0": _edge(d0, low, high), "A": _edge(d_zero, low, high)}
+    active = tuple(name for name, edge in edges.items() if edge)
+    note = _bound_note(
+        [{"D0": "D0", "A": "D0 + A"}[name] for name in active],
+        [edges[name] for name in active],
+        [constraints[name] for name in active],
+    )
     result = FitResult(
         model="dose_exponential",
         params=params,
         stderr={k: float(s) for k, s in zip(params, se, strict=True)},
         r_squared=_r_squared(y, _dose_model(x, **params)),
         n=int(x.size),
-        formula="D = D0 + A·exp(−B/α)",
+        formula=DOSE_FORMULA,
+        variables=dict(DOSE_VARIABLES),
+        constraints=constraints,
+        at_bound=active,
     )
-    return FitOutcome(result)
+    return FitOutcome(result, note, excluded)
 
 
-def fit_dose(dose: ArrayLike, metric: ArrayLike) -> FitResult | None:
+def fit_dose(
+    dose: ArrayLike,
+    metric: ArrayLike,
+    *,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+    exclude: ArrayLike | None = None,
+) -> FitResult | None:
     """Fit seed 003 eq. 1, ``D(B) = D0 + A·exp(−B/α)``; None when it cannot be made.
 
-    See :func:`fit_dose_outcome` for the method and the reason of a failure.
+    See :func:`fit_dose_outcome` for the variables, the bounds, the method and the
+    reason of a failure.
 
     Parameters
     ----------
@@ -782,26 +959,40 @@ def fit_dose(dose: ArrayLike, metric: ArrayLike) -> FitResult | None:
         Electron dose ``B`` of each run [e/Å²].
     metric : array_like
         Metric of each run [metric unit].
+    bounds : tuple of float, optional
+        Range of the metric [metric unit]; ``D0`` and ``D0 + A`` are kept in it.
+    exclude : array_like of bool, optional
+        Runs to leave out.
 
     Returns
     -------
     FitResult or None
         Parameters ``D0``, ``A`` [metric unit] and ``alpha`` [e/Å²].
     """
-    return fit_dose_outcome(dose, metric).result
+    return fit_dose_outcome(dose, metric, bounds=bounds, exclude=exclude).result
 
 
 _B_MIN, _B_MAX = 1e-3, 10.0
 """Range of the learning-curve exponent ``b`` [1] searched and allowed in the fit."""
 
 
-def fit_size_outcome(size: ArrayLike, metric: ArrayLike) -> FitOutcome:
+def fit_size_outcome(
+    size: ArrayLike,
+    metric: ArrayLike,
+    *,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+    exclude: ArrayLike | None = None,
+) -> FitOutcome:
     """Fit the learning curve ``F(n) = F∞ − a·n^(−b)`` (``b > 0``), or say why not.
 
     Sizes are scaled by their geometric mean ``n̄`` internally, ``F∞ − c·(n/n̄)^(−b)``
     with ``a = c·n̄^b``. The start is the best point of a log-spaced grid search over
-    ``b`` in [1e-3, 10], where ``F∞`` and ``c`` follow by linear least squares; ``b``
-    stays within that range during refinement.
+    ``b`` in [1e-3, 10], where ``F∞`` and ``c`` follow by linear least squares (``F∞``
+    within ``bounds``); ``b`` stays within that range during refinement.
+
+    Only the plateau ``F∞`` is bounded: a power law has no finite value at ``n = 0``,
+    so no box bound keeps the curve in range towards small sets; a figure should draw
+    it only where it lies in the metric's range.
 
     Parameters
     ----------
@@ -809,6 +1000,11 @@ def fit_size_outcome(size: ArrayLike, metric: ArrayLike) -> FitOutcome:
         Training-set size ``n`` of each run [images]; must be positive.
     metric : array_like
         Metric of each run [metric unit].
+    bounds : tuple of float, optional
+        Range ``(low, high)`` of the metric [metric unit]; ``F∞`` is kept in it.
+        Unbounded by default.
+    exclude : array_like of bool, optional
+        Runs to leave out (e.g. degenerate ones), counted in ``FitOutcome.excluded``.
 
     Returns
     -------
@@ -816,28 +1012,35 @@ def fit_size_outcome(size: ArrayLike, metric: ArrayLike) -> FitOutcome:
         ``result.params`` has ``F_inf`` [metric unit], ``a`` [metric unit·images^b]
         and ``b`` [1]; ``result`` is None with fewer than four distinct sizes, when the
         fit fails, or when ``b`` ends on the edge of its range (unconstrained).
+
+    Raises
+    ------
+    ValueError
+        If ``bounds`` is not ``low < high``.
     """
-    cleaned = _clean_xy(size, metric, "size")
+    low, high = _check_bounds(bounds)
+    cleaned, excluded = _clean_xy(size, metric, "size", exclude)
     if isinstance(cleaned, str):
-        return FitOutcome(None, cleaned)
+        return FitOutcome(None, cleaned, excluded)
     x, y = cleaned
     log_ref = float(np.mean(np.log(x)))
     u = x / math.exp(log_ref)
     best: tuple[float, float, float, float] | None = None
     for b in np.geomspace(_B_MIN, _B_MAX, _GRID_POINTS):
-        f_inf, neg_c, sse = _linear_pair(u ** (-b), y)
+        design = np.column_stack([np.ones_like(u), u ** (-b)])
+        (f_inf, neg_c), sse = _bounded_lstsq(design, y, [low, -math.inf], [high, math.inf])
         if best is None or sse < best[3]:
-            best = (f_inf, -neg_c, float(b), sse)
+            best = (float(f_inf), -float(neg_c), float(b), sse)
     assert best is not None
     refined = _refine(
         _size_model,
         u,
         y,
         [best[0], best[1], best[2]],
-        ([-np.inf, -np.inf, _B_MIN], [np.inf, np.inf, _B_MAX]),
+        ([low, -np.inf, _B_MIN], [high, np.inf, _B_MAX]),
     )
     if isinstance(refined, str):
-        return FitOutcome(None, refined)
+        return FitOutcome(None, refined, excluded)
     popt, pcov = refined
     f_inf, c, b = (float(v) for v in popt)
     if _at_bound(math.log(b), math.log(_B_MIN), math.log(_B_MAX)):
@@ -845,6 +1048,7 @@ def fit_size_outcome(size: ArrayLike, metric: ArrayLike) -> FitOutcome:
             None,
             f"exponent b = {b:.3g} hit the edge of the allowed range [{_B_MIN:g}, {_B_MAX:g}]; "
             "the data do not constrain it",
+            excluded,
         )
     scale = math.exp(b * log_ref)
     params = {"F_inf": f_inf, "a": c * scale, "b": b}
@@ -857,21 +1061,39 @@ def fit_size_outcome(size: ArrayLike, metric: ArrayLike) -> FitOutcome:
         )
     se = _stderr(pcov, np.ones(3))
     se[1] = math.sqrt(var_a) if np.isfinite(var_a) and var_a >= 0 else se[1] * scale
+    constraints = {
+        "F_inf": _interval_text("F∞", low, high),
+        "b": _interval_text("b", _B_MIN, _B_MAX),
+    }
+    if math.isinf(low) and math.isinf(high):
+        del constraints["F_inf"]
+    edge = _edge(f_inf, low, high)
+    active = ("F_inf",) if edge else ()
+    note = _bound_note(["F∞"], [edge], [constraints["F_inf"]]) if edge else ""
     result = FitResult(
         model="size_power_law",
         params=params,
         stderr={k: float(s) for k, s in zip(params, se, strict=True)},
         r_squared=_r_squared(y, _size_model(x, **params)),
         n=int(x.size),
-        formula="F = F∞ − a·n^(−b)",
+        formula=SIZE_FORMULA,
+        variables=dict(SIZE_VARIABLES),
+        constraints=constraints,
+        at_bound=active,
     )
-    return FitOutcome(result)
+    return FitOutcome(result, note, excluded)
 
 
-def fit_size(size: ArrayLike, metric: ArrayLike) -> FitResult | None:
+def fit_size(
+    size: ArrayLike,
+    metric: ArrayLike,
+    *,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+    exclude: ArrayLike | None = None,
+) -> FitResult | None:
     """Fit the learning curve ``F(n) = F∞ − a·n^(−b)``; None when it cannot be made.
 
-    See :func:`fit_size_outcome` for the method and the reason of a failure.
+    See :func:`fit_size_outcome` for the method, the bounds and the reason of a failure.
 
     Parameters
     ----------
@@ -879,10 +1101,14 @@ def fit_size(size: ArrayLike, metric: ArrayLike) -> FitResult | None:
         Training-set size ``n`` of each run [images].
     metric : array_like
         Metric of each run [metric unit].
+    bounds : tuple of float, optional
+        Range of the metric [metric unit]; ``F∞`` is kept in it.
+    exclude : array_like of bool, optional
+        Runs to leave out.
 
     Returns
     -------
     FitResult or None
         Parameters ``F_inf`` [metric unit], ``a`` [metric unit·images^b], ``b`` [1].
     """
-    return fit_size_outcome(size, metric).result
+    return fit_size_outcome(size, metric, bounds=bounds, exclude=exclude).result

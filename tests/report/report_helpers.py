@@ -6,9 +6,11 @@ import hashlib
 import itertools
 import math
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from matplotlib.container import ErrorbarContainer
 
 from hpcbench.tracking import (
     TAG_COMPLETE,
@@ -31,11 +33,20 @@ def truth(model: str, dose: float | None, train_size: int | None = None) -> floa
 
 
 def make_store(
-    uri: str, study: str, axes: dict[str, list[Any]], *, repeats: int = 3, seed: int = 5
+    uri: str,
+    study: str,
+    axes: dict[str, list[Any]],
+    *,
+    repeats: int = 3,
+    seed: int = 5,
+    collapse: Callable[[dict[str, Any], int], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Write one complete run per trial of ``axes`` × ``repeats`` and record the grid.
 
-    A negative dose is a declared level with no runs. Returns the grid's trials.
+    A negative dose is a declared level with no runs. A run for which
+    ``collapse(condition, repeat)`` is true logs what a network predicting background
+    everywhere scores: every F1 and IoU 0, recall 0, no precision (undefined). Returns
+    the grid's trials.
     """
     client = client_for(uri)
     experiment = ensure_experiment(client, study, uri)
@@ -69,16 +80,22 @@ def make_store(
             f1 = truth(condition.get("model", "fcn"), dose, condition.get("train_size"))
             f1 += rng.normal(0, 0.005)
             tracker.log_result(config, {"epoch": 1, "val/loss": 0.5, "val/f1": f1})
-            tracker.log_result(
-                config,
-                {
-                    "epoch": 1,
+            if collapse is not None and collapse(condition, repeat):
+                scores = {
+                    "test/data/f1": 0.0,
+                    "test/data/intersection_over_union": 0.0,
+                    "test/data/recall": 0.0,
+                    "test/data/detection_f1": 0.0,
+                    "test/other/f1": 0.0,
+                }
+            else:
+                scores = {
                     "test/data/f1": f1,
                     "test/data/intersection_over_union": f1 / (2 - f1),
                     "test/data/detection_f1": min(1.0, f1 + 0.05),
                     "test/other/f1": f1 - 0.1,
-                },
-            )
+                }
+            tracker.log_result(config, {"epoch": 1, **scores})
             run_id = tracker.run_id(config)
             client.set_tag(run_id, TAG_COMPLETE, "true")
             client.set_terminated(run_id, "FINISHED")
@@ -181,3 +198,9 @@ def make_cyclegan_runs(
                 }
             )
     return logged
+
+
+def bar_ends(container: ErrorbarContainer) -> list[tuple[float, float, float]]:
+    """``(x, low, high)`` of every vertical error bar an ``errorbar`` call drew."""
+    (segments,) = container.lines[2]
+    return [(seg[0][0], seg[0][1], seg[1][1]) for seg in segments.get_segments()]

@@ -7,17 +7,24 @@ from io import BytesIO
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PathCollection
 from matplotlib.image import imread
+from matplotlib.markers import MarkerStyle
 from numpy.typing import ArrayLike, NDArray
+from report_helpers import bar_ends
 
+from hpcbench.report import statistics as st
 from hpcbench.report.figures import (
     Fit,
     _build_box_strip,
     _build_metric_vs,
     box_strip,
+    fill_metric_unit,
     image_grid,
     level_label,
+    level_summaries,
     metric_label,
+    metric_range,
     metric_vs,
 )
 
@@ -72,6 +79,26 @@ def runs() -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def legend_text(figure: object) -> str:
+    """Every legend entry of the figure's axes, line breaks as spaces."""
+    legend = figure.axes[0].get_legend()  # type: ignore[attr-defined]
+    assert legend is not None
+    return " | ".join(t.get_text().replace("\n", " ") for t in legend.get_texts())
+
+
+def crosses(figure: object) -> NDArray[np.float64]:
+    """Offsets of the scatter points drawn with the degenerate runs' ``x`` marker."""
+    x_path = MarkerStyle("x").get_path().transformed(MarkerStyle("x").get_transform())
+    found = [
+        c.get_offsets()
+        for c in figure.axes[0].collections  # type: ignore[attr-defined]
+        if len(c.get_paths()) == 1
+        and c.get_paths()[0].vertices.shape == x_path.vertices.shape
+        and np.allclose(c.get_paths()[0].vertices, x_path.vertices)
+    ]
+    return np.concatenate(found) if found else np.empty((0, 2))
 
 
 def decode(png: bytes) -> NDArray[np.float32]:
@@ -188,6 +215,19 @@ def test_box_strip_string_axis_sorted(runs: pd.DataFrame) -> None:
     assert ticks == ["fcn\nn=20", "unet\nn=20"]
 
 
+def test_box_strip_marks_degenerate_runs(runs: pd.DataFrame) -> None:
+    runs = runs.assign(degenerate=(runs["model"] == "fcn") & (runs["dose"] == 1e3))
+    runs.loc[runs["degenerate"], METRIC] = 0.0
+    figure = _build_box_strip(runs, "dose", METRIC, hue="model")
+    marked = crosses(figure)
+    assert len(marked) == 5 and np.all(marked[:, 1] == 0.0)
+    assert "degenerate run (no defect pixel found)" in legend_text(figure)
+    # Every run is still drawn once: dots plus crosses.
+    assert sum(len(c.get_offsets()) for c in figure.axes[0].collections) == len(runs)
+    without = _build_box_strip(runs, "dose", METRIC)  # no hue: a legend just for them
+    assert legend_text(without) == "degenerate run (no defect pixel found)"
+
+
 def test_box_strip_errors(runs: pd.DataFrame) -> None:
     with pytest.raises(KeyError, match="nope"):
         box_strip(runs, "dose", "nope")
@@ -220,7 +260,18 @@ def test_metric_vs_draws_fit_with_parameters(runs: pd.DataFrame) -> None:
     assert "F0 = 0.90 ± 0.02" in text
     assert "A = 0.80 ± 0.05" in text
     assert "R² = 0.930, n = 20" in text
-    assert "mean ± 95 % CI" in text
+    assert "mean ± 95 % bootstrap CI of the mean, n = 10 runs per point" in legend_text(figure)
+
+
+def test_metric_vs_legend_defines_the_fit_variables_and_bounds(runs: pd.DataFrame) -> None:
+    fit = st.fit_dose(runs["dose"], runs[METRIC], bounds=(0.0, 1.0))
+    assert fit is not None
+    text = legend_text(_build_metric_vs(runs, "dose", METRIC, fit=fit))
+    assert "D = D0 + A·exp(−B/α)" in text
+    # α is the fitted characteristic dose, B the dose on the x axis: both defined.
+    assert "B: electron dose [e/Å²]" in text
+    assert "α: characteristic dose" in text
+    assert "fit bounds:   0 ≤ D0 ≤ 1   0 ≤ D0 + A ≤ 1   100 ≤ α ≤ 1e+07 e/Å²" in text
 
 
 def test_metric_vs_hue_with_per_level_fits(runs: pd.DataFrame) -> None:
@@ -239,19 +290,102 @@ def test_metric_vs_hue_with_per_level_fits(runs: pd.DataFrame) -> None:
         metric_vs(runs, "dose", METRIC, fits=fits)
 
 
-def test_metric_vs_confidence_interval(runs: pd.DataFrame) -> None:
-    from scipy import stats
-
-    figure = _build_metric_vs(runs, "dose", METRIC, log_x=False)
+def test_metric_vs_bars_are_the_tables_bootstrap_intervals(runs: pd.DataFrame) -> None:
+    figure = _build_metric_vs(runs, "dose", METRIC, log_x=False, seed=3)
     ax = figure.axes[0]
     assert ax.get_xscale() == "linear"
-    container = ax.containers[0]
-    y = runs.loc[runs["dose"] == 1e3, METRIC].to_numpy()
-    half = stats.t.ppf(0.975, y.size - 1) * y.std(ddof=1) / math.sqrt(y.size)
-    segments = container.lines[2][0].get_segments()
-    low, high = segments[0][0][1], segments[0][1][1]
-    assert low == pytest.approx(y.mean() - half)
-    assert high == pytest.approx(y.mean() + half)
+    drawn = bar_ends(ax.containers[0])
+    assert [x for x, _, _ in drawn] == list(DOSES)
+    for x, low, high in drawn:
+        # The report's tables: summarize → bootstrap_ci of the level's runs in table order.
+        y = runs.loc[runs["dose"] == x, METRIC].to_numpy()
+        (summary,) = st.summarize({x: list(y)}, seed=3)
+        assert (low, high) == pytest.approx((summary.ci_low, summary.ci_high), abs=1e-12)
+        assert (low, high) == pytest.approx(st.bootstrap_ci(y, seed=3), abs=1e-12)
+    # The points table gives the same numbers.
+    points = level_summaries(runs, "dose", METRIC, seed=3)
+    assert points["n"].tolist() == [10, 10, 10, 10]
+    np.testing.assert_allclose(points["ci_low"], [low for _, low, _ in drawn], atol=1e-12)
+    np.testing.assert_allclose(points["ci_high"], [high for _, _, high in drawn], atol=1e-12)
+
+
+def test_metric_vs_bars_of_two_runs_are_their_range_and_say_so() -> None:
+    # Two runs near the top of F1's range: a t-interval (t = 12.7 at n = 2) reaches 1.4.
+    two = pd.DataFrame(
+        {
+            "model": ["unet"] * 4,
+            "dose": [1e5, 1e5, 1e6, 1e6],
+            METRIC: [0.85, 0.97, 0.90, 0.99],
+            "repeat": [0, 1, 0, 1],
+        }
+    )
+    figure = _build_metric_vs(two, "dose", METRIC, hue="model")
+    drawn = bar_ends(figure.axes[0].containers[0])
+    np.testing.assert_allclose(drawn, [(1e5, 0.85, 0.97), (1e6, 0.90, 0.99)], atol=1e-12)
+    assert "mean ± 95 % bootstrap CI of the mean, n = 2 runs per point" in legend_text(figure)
+    points = level_summaries(two, "dose", METRIC, hue="model")
+    assert list(points.columns) == [
+        "model",
+        "level",
+        "n",
+        "degenerate",
+        "mean",
+        "ci_low",
+        "ci_high",
+    ]
+    np.testing.assert_allclose(
+        points[["ci_low", "ci_high"]].to_numpy(), [[0.85, 0.97], [0.90, 0.99]], atol=1e-12
+    )
+    # Clipped to the metric's range when a value lies outside it (here a logged 1.2).
+    wild = two.assign(**{METRIC: [0.85, 1.2, 0.90, 0.99]})
+    assert level_summaries(wild, "dose", METRIC)["ci_high"].tolist()[0] == 1.0
+    assert metric_range(METRIC) == (0.0, 1.0)
+    assert metric_range("heldout/localisation_error") == (0.0, math.inf)
+
+
+def test_metric_vs_marks_degenerate_runs(runs: pd.DataFrame) -> None:
+    runs = runs.copy()
+    collapsed = (runs["model"] == "fcn") & (runs["dose"] <= 1e4) & (runs["repeat"] < 2)
+    runs.loc[collapsed, METRIC] = 0.0
+    runs["degenerate"] = collapsed
+    figure = _build_metric_vs(runs, "dose", METRIC, hue="model", degenerate_label="collapsed")
+    marked = crosses(figure)
+    assert len(marked) == 4 and np.all(marked[:, 1] == 0.0)
+    np.testing.assert_allclose(np.sort(marked[:, 0]), [1e3, 1e3, 1e4, 1e4], rtol=0.1)
+    assert "collapsed" in legend_text(figure).split(" | ")
+    # The other runs stay dots; the means still count the degenerate runs.
+    points_drawn = [c for c in figure.axes[0].collections if isinstance(c, PathCollection)]
+    assert sum(len(c.get_offsets()) for c in points_drawn) == len(runs)  # 36 dots, 4 crosses
+    points = level_summaries(runs, "dose", METRIC, hue="model")
+    first = points.iloc[0]
+    assert (first["model"], first["level"], first["n"], first["degenerate"]) == ("fcn", 1e3, 5, 2)
+    assert first["mean"] == pytest.approx(
+        runs.loc[runs["dose"].eq(1e3) & runs["model"].eq("fcn"), METRIC].mean()
+    )
+    # Without the column nothing is marked.
+    assert len(crosses(_build_metric_vs(runs.drop(columns="degenerate"), "dose", METRIC))) == 0
+
+
+def test_metric_vs_draws_a_curve_only_inside_the_metric_range(runs: pd.DataFrame) -> None:
+    fit = ExpFit(params={"F0": 0.9, "A": 1.2, "alpha": 3e4}, stderr={})  # −0.3 at low dose
+    figure = _build_metric_vs(runs, "dose", METRIC, fit=fit)
+    (curve,) = [line for line in figure.axes[0].lines if len(line.get_xdata()) == 300]
+    y = np.asarray(curve.get_ydata(), dtype=float)
+    x = np.asarray(curve.get_xdata(), dtype=float)
+    expected = 0.9 - 1.2 * np.exp(-x / 3e4)
+    inside = expected >= 0.0
+    assert inside.any() and not inside.all()
+    assert np.all(np.isnan(y[~inside]))
+    np.testing.assert_allclose(y[inside], expected[inside])
+
+
+def test_fill_metric_unit() -> None:
+    assert fill_metric_unit("value as B → ∞ [metric unit]", "heldout/f1") == "value as B → ∞ [1]"
+    text = fill_metric_unit("value [metric unit]", "heldout/f1", dimensionless="")
+    assert text == "value"
+    assert fill_metric_unit("a [metric unit·images^b]", "test/x/localisation_error") == (
+        "a [pm·images^b]"
+    )
 
 
 def test_metric_vs_log_default_for_train_size(runs: pd.DataFrame) -> None:

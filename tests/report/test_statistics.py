@@ -300,3 +300,128 @@ def test_paired_comparisons_exact_p_of_five_wins_and_holm() -> None:
     assert first.p_holm == pytest.approx(first.p_value)
     with pytest.raises(ValueError, match="not matched"):
         st.paired_comparisons({("x", "y"): ([1.0, 2.0], [1.0])})
+
+
+# --------------------------------------------------------------------------- bounded fits
+
+# The quickstart's FCN runs (held-out F1, two seeds per dose): collapsed at 1e3 and 1e4.
+QUICKSTART_DOSE = np.repeat([1e3, 1e4, 1e5, 1e6], 2)
+QUICKSTART_FCN = np.array([0.0, 0.0, 0.0, 0.0, 0.6315, 0.6149, 0.7967, 0.8047])
+
+
+def test_bootstrap_ci_of_two_or_three_runs_is_their_range() -> None:
+    # Resample means of n values lie in [min, max], and a resample of only the minimum
+    # (maximum) has probability 1/n^n >= 1/27 > 2.5 %: the 95 % interval is the range.
+    assert st.bootstrap_ci([0.85, 0.97], seed=0) == (0.85, 0.97)
+    assert st.bootstrap_ci([0.4, 0.1, 0.3], seed=4) == pytest.approx((0.1, 0.4), abs=1e-15)
+    lo, hi = st.bootstrap_ci([0.1, 0.2, 0.3, 0.4], seed=0)
+    assert 0.1 < lo < hi < 0.4  # 1/4^4 < 2.5 %: no longer the range
+
+
+def test_bounded_dose_fit_keeps_the_curve_in_range_where_the_unbounded_leaves_it() -> None:
+    free = st.fit_dose(QUICKSTART_DOSE, QUICKSTART_FCN)
+    assert free is not None
+    assert free.params["D0"] + free.params["A"] < -0.05  # the committed figure's −0.06
+    outcome = st.fit_dose_outcome(QUICKSTART_DOSE, QUICKSTART_FCN, bounds=(0.0, 1.0))
+    fit = outcome.result
+    assert fit is not None
+    # The lower end sits on its bound; the curve stays in [0, 1] far beyond the doses.
+    assert fit.params["D0"] + fit.params["A"] == pytest.approx(0.0, abs=1e-9)
+    assert fit.at_bound == ("A",)
+    assert outcome.note == "D0 + A on its lower bound (0 ≤ D0 + A ≤ 1)"
+    curve = fit.predict(np.geomspace(1.0, 1e9, 400))
+    assert curve.min() >= 0.0 and curve.max() <= 1.0
+    # The bounded optimum, by brute force: with D0 + A = 0 the model is
+    # D0·(1 − exp(−B/α)), linear in D0 for each α.
+    sse = float(np.sum((QUICKSTART_FCN - fit.predict(QUICKSTART_DOSE)) ** 2))
+    best = math.inf
+    for alpha in np.geomspace(1e2, 1e7, 20001):
+        basis = 1.0 - np.exp(-QUICKSTART_DOSE / alpha)
+        d0 = min(1.0, max(0.0, float(basis @ QUICKSTART_FCN / (basis @ basis))))
+        best = min(best, float(np.sum((QUICKSTART_FCN - d0 * basis) ** 2)))
+    assert sse <= best + 1e-9
+    assert sse == pytest.approx(best, rel=1e-4)
+
+
+def test_bounded_dose_fit_clamps_both_ends() -> None:
+    # Scores clipped to [0, 1] from a curve that leaves it at both ends.
+    dose = np.repeat(np.logspace(2, 7, 11), 2)
+    metric = np.clip(1.1 - 1.2 * np.exp(-dose / 1e4), 0.0, 1.0)
+    free = st.fit_dose(dose, metric)
+    assert free is not None
+    ends = (free.params["D0"], free.params["D0"] + free.params["A"])
+    assert ends[0] > 1.0 and ends[1] < 0.0
+    fit = st.fit_dose(dose, metric, bounds=(0.0, 1.0))
+    assert fit is not None
+    assert fit.params["D0"] == pytest.approx(1.0, abs=1e-9)
+    assert fit.params["D0"] + fit.params["A"] == pytest.approx(0.0, abs=1e-9)
+    assert set(fit.at_bound) == {"D0", "A"}
+    curve = fit.predict(np.geomspace(1e-3, 1e12, 400))
+    assert curve.min() >= 0.0 and curve.max() <= 1.0
+    with pytest.raises(ValueError, match="low < high"):
+        st.fit_dose(dose, metric, bounds=(1.0, 0.0))
+
+
+def test_dose_fit_names_its_variables_units_and_bounds() -> None:
+    dose = np.repeat([1e3, 1e4, 1e5, 1e6], 3)
+    metric = 0.9 - 0.6 * np.exp(-dose / 3e4) + np.tile([-0.01, 0.0, 0.01], 4)
+    fit = st.fit_dose(dose, metric, bounds=(0.0, 1.0))
+    assert fit is not None
+    assert fit.formula == st.DOSE_FORMULA == "D = D0 + A·exp(−B/α)"
+    # Seed 003's names: B the beam dose (abscissa), α the characteristic dose (fitted).
+    assert fit.variables["B"] == "electron dose [e/Å²]"
+    assert fit.variables["alpha"].startswith("characteristic dose")
+    assert fit.variables["alpha"].endswith("[e/Å²]")
+    assert list(fit.variables) == ["B", *fit.params]
+    # The grid over α spans a decade beyond the doses on either side: 1e2 to 1e7.
+    assert fit.constraints == {
+        "D0": "0 ≤ D0 ≤ 1",
+        "A": "0 ≤ D0 + A ≤ 1",
+        "alpha": "100 ≤ α ≤ 1e+07 e/Å²",
+    }
+    assert fit.at_bound == ()
+    assert fit.params["alpha"] == pytest.approx(3e4, rel=0.1)
+    unbounded = st.fit_dose(dose, metric)
+    assert unbounded is not None
+    assert unbounded.constraints["D0"] == "D0 unbounded"
+
+
+def test_fits_leave_out_excluded_runs_and_count_them() -> None:
+    dose = np.append(QUICKSTART_DOSE, [1e3, 1e4])
+    unet_like = 0.88 - 0.3 * np.exp(-dose / 9e3) + np.resize([0.004, -0.004], dose.size)
+    collapsed = np.zeros(dose.size, dtype=bool)
+    collapsed[[0, 3]] = True
+    metric = np.where(collapsed, 0.0, unet_like)
+    metric[5] = math.nan  # a run without a score is not counted as left out
+    collapsed[5] = True
+    outcome = st.fit_dose_outcome(dose, metric, bounds=(0.0, 1.0), exclude=collapsed)
+    assert outcome.excluded == 2
+    kept = st.fit_dose_outcome(dose[~collapsed], metric[~collapsed], bounds=(0.0, 1.0))
+    assert outcome.result is not None and kept.result is not None
+    assert outcome.result.params == pytest.approx(kept.result.params)
+    assert outcome.result.n == dose.size - 3
+    # Leaving out every collapsed FCN run leaves two doses: no fit, and the count says why.
+    fcn = st.fit_dose_outcome(
+        QUICKSTART_DOSE, QUICKSTART_FCN, bounds=(0.0, 1.0), exclude=QUICKSTART_FCN == 0.0
+    )
+    assert fcn.result is None and fcn.excluded == 4 and "got 2" in fcn.note
+    size = st.fit_size_outcome([10, 20, 40, 80, 160], [0.1] * 5, exclude=[True] * 5)
+    assert size.result is None and size.excluded == 5
+    with pytest.raises(ValueError, match="low < high"):
+        st.fit_size_outcome([10, 20, 40, 80], [0.1] * 4, bounds=(0.0, 0.0))
+
+
+def test_size_fit_keeps_its_plateau_in_range() -> None:
+    size = np.repeat(np.array([50, 100, 200, 500, 1000, 2000]), 2).astype(float)
+    metric = np.clip(1.08 - 2.0 * size**-0.5, 0.0, 1.0)  # would saturate above 1
+    free = st.fit_size(size, metric)
+    assert free is not None and free.params["F_inf"] > 1.0
+    outcome = st.fit_size_outcome(size, metric, bounds=(0.0, 1.0))
+    fit = outcome.result
+    assert fit is not None
+    assert fit.params["F_inf"] == pytest.approx(1.0, abs=1e-9)
+    assert fit.at_bound == ("F_inf",)
+    assert fit.constraints["F_inf"] == "0 ≤ F∞ ≤ 1"
+    assert outcome.note == "F∞ on its upper bound (0 ≤ F∞ ≤ 1)"
+    assert fit.variables["n"] == "training-set size [images]"
+    assert fit.predict(np.geomspace(50, 1e9, 50)).max() <= 1.0
