@@ -1,12 +1,15 @@
 """Throughput of crop() and corrupt() on 128² images, with same-run references.
 
-Run: ``python benchmarks/bench_corrupt.py``. Prints rates and ratios; no asserts.
-References: a 128² complex FFT (the floor of any FFT-based alternative) and scipy's
-bilinear ``affine_transform`` on the same geometry (the cheapest interpolating crop).
+Run: ``python benchmarks/bench_corrupt.py [--seconds 1.0] [--quick]``. Prints rates and
+ratios; no asserts. References: a 128² complex FFT (the floor of any FFT-based
+alternative) and scipy's bilinear ``affine_transform`` on the same geometry (the
+cheapest interpolating crop). Each rate is timed over ``--seconds`` (``--quick``: 0.2 s
+instead of 1 s).
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 
@@ -32,6 +35,11 @@ def rate(func: Callable[[int], object], seconds: float = 1.0) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=None, help="per rate (1.0; 0.2)")
+    parser.add_argument("--quick", action="store_true", help="0.2 s per rate")
+    args = parser.parse_args()
+    seconds = args.seconds or (0.2 if args.quick else 1.0)
     rng = np.random.default_rng(0)
     # a 40 x 35 Å cell at 0.05 Å (about 8 x 5 MX2 orthogonal cells)
     cell = PeriodicImage(
@@ -49,8 +57,8 @@ def main() -> None:
     ]
     image = np.asarray(rng.random(SHAPE) + 0.5, np.float32)
 
-    fft_rate = rate(lambda i: fft.fft2(image))
-    crop_rate = rate(lambda i: crop(prepared, geometries[i % 64]))
+    fft_rate = rate(lambda i: fft.fft2(image), seconds)
+    crop_rate = rate(lambda i: crop(prepared, geometries[i % 64]), seconds)
     dx, dy = cell.sampling
 
     def bilinear(i: int) -> object:
@@ -90,9 +98,9 @@ def main() -> None:
             prefilter=False,
         )
 
-    bilinear_rate = rate(bilinear)
-    scipy_rate = rate(scipy_cubic)
-    prepare_rate = rate(lambda i: prepare(cell), 0.5)
+    bilinear_rate = rate(bilinear, seconds)
+    scipy_rate = rate(scipy_cubic, seconds)
+    prepare_rate = rate(lambda i: prepare(cell), seconds / 2)
     print(f"reference fft2 128²          {fft_rate:9.0f} /s")
     print(f"reference bilinear crop      {bilinear_rate:9.0f} /s")
     print(f"reference scipy cubic crop   {scipy_rate:9.0f} /s")
@@ -124,7 +132,8 @@ def main() -> None:
         r = rate(
             lambda i, p=params, b=border, x=padded: corrupt(
                 x, p, pixel_size=PIXEL, seed=i, border=b
-            )
+            ),
+            seconds,
         )
         print(f"corrupt {name:<20} {r:9.0f} /s  = {r / fft_rate:.3f} x fft2")
 

@@ -1,8 +1,8 @@
 """CycleGAN training speed on this machine: the bare step, and the trial path around it.
 
 Run ``python benchmarks/bench_cyclegan.py [--part steps|trainer|all] [--steps 3]
-[--device cpu|cuda] [--threads 2] [--images 64] [--epochs 3]``. Every figure is a ratio
-against a reference measured in the same run, never an absolute pass/fail.
+[--device cpu|cuda] [--threads 2] [--images 64] [--epochs 3] [--quick]``. Every figure
+is a ratio against a reference measured in the same run, never an absolute pass/fail.
 
 * **steps** (iterations/s at 256² and 128² patches): for the paper-size networks (seed
   000: pix2pix U-Net generators, width 64, 70×70 PatchGAN image and FFT discriminators;
@@ -33,6 +33,11 @@ against a reference measured in the same run, never an absolute pass/fail.
   normalisation, loss bookkeeping), ``validation / epoch`` the time of the per-epoch
   metrics relative to a training epoch.
 
+``--quick``: the same two parts at toy sizes, one torch thread, a few seconds each:
+**steps** for one network (width 8, depth 4, 64² px, 2 timed steps); **trainer** on
+16 + 16 images with a toy CycleGAN (gen_width 8, gen_depth 4, disc_width 8,
+disc_layers 2, 32-px patches).
+
 Images/s count source (simulated) images; every step also takes as many target images.
 """
 
@@ -40,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -51,8 +57,10 @@ import torch
 
 from hpcbench.models import build_cyclegan
 from hpcbench.models.cyclegan import CycleGAN, make_optimizers
-from hpcbench.plan import CycleGANTrial, dataset_dir
+from hpcbench.plan import CycleGANTrial
 from hpcbench.study import CycleGANConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "train"))
 
 _DATASET: dict[str, Any] = {
     "structure": {
@@ -97,6 +105,13 @@ _CYCLEGAN: dict[str, Any] = {
 }
 
 
+# --quick: a toy CycleGAN on 32-px patches (the trial path, in seconds).
+_TOY: dict[str, Any] = {
+    "models": {"toy": {"gen_width": 8, "gen_depth": 4, "disc_width": 8, "disc_layers": 2}},
+    "patch_size": 32,
+}
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -133,7 +148,7 @@ def _repeat(function: Callable[[], object], times: int) -> None:
         function()
 
 
-def bench_steps(steps: int, device: torch.device) -> None:
+def bench_steps(steps: int, device: torch.device, *, quick: bool = False) -> None:
     """The bare train step at paper and laptop sizes against one generator pass."""
     print(f"part steps: CycleGAN.train_step, batch 1, {steps} steps after 1 warm-up")
     configs = [
@@ -142,6 +157,8 @@ def bench_steps(steps: int, device: torch.device) -> None:
         ("laptop", 256, 16, 5),
         ("laptop", 128, 16, 5),
     ]
+    if quick:
+        configs = [("toy", 64, 8, 4)]
     generator = torch.Generator().manual_seed(0)
     for label, size, width, depth in configs:
         with torch.random.fork_rng(devices=[]):
@@ -160,34 +177,20 @@ def bench_steps(steps: int, device: torch.device) -> None:
         )
 
 
-def make_study(images: int) -> Any:
-    """A clean ``sim`` / distorted ``exp`` WSe2 pair and the laptop CycleGAN section."""
+def make_study(images: int, *, quick: bool = False) -> Any:
+    """A clean ``sim`` / distorted ``exp`` WSe2 pair and the laptop (or toy) CycleGAN."""
     from hpcbench.study import validate_study_data
 
     dataset = {**_DATASET, "size": images, "shard_size": images}
+    cyclegan = {**_CYCLEGAN, **_TOY} if quick else _CYCLEGAN
     return validate_study_data(
         {
             "name": "bench-cyclegan",
             "seed": 1,
             "datasets": {"sim": dataset, "exp": {**dataset, "corruption": _DISTORTION}},
-            "cyclegan": _CYCLEGAN,
+            "cyclegan": cyclegan,
         }
     )
-
-
-def write_dataset(study: Any, name: str, root: Path) -> Path:
-    """Build every shard of dataset ``name`` in this process (no Ray) and its manifest."""
-    from hpcbench.datasets.manifest import Manifest, write_manifest
-    from hpcbench.datasets.samples import build_shard, shard_count
-    from hpcbench.datasets.sink import write_shard
-
-    directory: Path = dataset_dir(study, root, name)
-    manifest = Manifest.for_dataset(study, name)
-    for shard in range(shard_count(study.datasets[name])):
-        record = write_shard(build_shard(study, name, shard), directory)
-        manifest.shards[record.first_sample_id] = record
-    write_manifest(directory, manifest)
-    return directory
 
 
 def fresh_cyclegan(model: CycleGANConfig) -> CycleGAN:
@@ -197,12 +200,14 @@ def fresh_cyclegan(model: CycleGANConfig) -> CycleGAN:
         return build_cyclegan(model)
 
 
-def bench_trainer(images: int, epochs: int, device: torch.device) -> None:
+def bench_trainer(images: int, epochs: int, device: torch.device, *, quick: bool = False) -> None:
     """The trial's train_epoch and validate against a bare train_step loop."""
+    from train_helpers import write_dataset
+
     from hpcbench.plan import expand_cyclegan_trials
     from hpcbench.train.cyclegan import CycleGANTrainer
 
-    study = make_study(images)
+    study = make_study(images, quick=quick)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         began = time.perf_counter()
@@ -273,19 +278,25 @@ def bench_trainer(images: int, epochs: int, device: torch.device) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["steps", "trainer", "all"], default="all")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per size (steps)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per size (3; 2)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    parser.add_argument("--images", type=int, default=64, help="images per dataset (trainer)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (2; 1)")
+    parser.add_argument("--images", type=int, default=None, help="per dataset (64; 16)")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs (trainer)")
+    parser.add_argument("--quick", action="store_true", help="toy sizes, 1 thread")
     args = parser.parse_args()
+    steps = args.steps or (2 if args.quick else 3)
+    # One thread in --quick: on a loaded 2-core machine two-thread steps stalled at
+    # random (0.1 to 5 s for the same toy step), one-thread steps did not.
+    threads = args.threads or (1 if args.quick else 2)
+    images = args.images or (16 if args.quick else 64)
     device = torch.device(args.device)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     print(f"device {device}, torch threads {torch.get_num_threads()}")
     if args.part in ("steps", "all"):
-        bench_steps(args.steps, device)
+        bench_steps(steps, device, quick=args.quick)
     if args.part in ("trainer", "all"):
-        bench_trainer(args.images, args.epochs, device)
+        bench_trainer(images, args.epochs, device, quick=args.quick)
 
 
 if __name__ == "__main__":

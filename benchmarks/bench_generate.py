@@ -25,12 +25,19 @@ The generation workloads: ``incoherent``, the quickstart's incoherent WSe2 datas
 real ``build_shard`` (structure, convolution simulation, crops, corruption, labels),
 and ``noise``, seeded 128² noise images, so cheap that it measures overhead only. Ray
 start-up is excluded (it is paid once per ``hpcbench generate``); the first Ray Data
-execution of each Ray session is a warm-up and not timed.
+execution of each Ray session is a warm-up and not timed. Each Ray session is a local
+one of its own (``address="local"``, a 256 MiB object store), shut down after use.
+
+``--quick``: ``incoherent`` at 32 images in 4 shards of 8, best of 2, with one Ray
+session (N = 2 CPUs) instead of two: ``ray N / loop`` and the efficiency against the loop,
+``loop / (N · t(N CPUs))``, stand in for the 1-CPU overhead and the speed-up; then
+``dose`` for the incoherent dataset only (no abTEM) at 8 images.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -44,7 +51,7 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
-from hpcbench.datasets.generate import generate
+from hpcbench.datasets.generate import OBJECT_STORE_MEMORY, generate
 from hpcbench.datasets.schema import tensor_column
 from hpcbench.datasets.sink import write_shard
 from hpcbench.seeding import Stream, stream_rng
@@ -95,7 +102,15 @@ def time_ray(study: Study, builder: Builder, root: Path, cpus: int, repeat: int)
     """Best of ``repeat`` timed generations, each into a fresh directory."""
     import ray
 
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    # address="local": a Ray of its own, not one already running on this machine.
+    ray.init(
+        address="local",
+        num_cpus=cpus,
+        object_store_memory=OBJECT_STORE_MEMORY,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+    )
     try:
         warm = study.model_copy(update={"seed": study.seed + 1})
         generate(warm, root=root / "warm", builder=builder, progress=False)
@@ -112,7 +127,9 @@ def time_ray(study: Study, builder: Builder, root: Path, cpus: int, repeat: int)
         ray.shutdown()
 
 
-def run(workload: str, images: int, shard_size: int, cpus: int, repeat: int) -> None:
+def run(
+    workload: str, images: int, shard_size: int, cpus: int, repeat: int, *, quick: bool = False
+) -> None:
     builder: Builder
     if workload == "noise":
         builder = noise_shard
@@ -126,7 +143,7 @@ def run(workload: str, images: int, shard_size: int, cpus: int, repeat: int) -> 
         builder(study, "wse2-incoherent", 0)  # imports and caches outside the timings
         load = os.getloadavg()[0]
         loop = time_loop(study, builder, root, repeat)
-        ray1 = time_ray(study, builder, root, 1, repeat)
+        ray1 = None if quick else time_ray(study, builder, root, 1, repeat)
         rayn = time_ray(study, builder, root, cpus, repeat)
     finally:
         shutil.rmtree(root)
@@ -137,6 +154,12 @@ def run(workload: str, images: int, shard_size: int, cpus: int, repeat: int) -> 
         f"on {os.cpu_count()} cores (other work on the machine skews the ratios)"
     )
     print(f"  loop        {loop:7.2f} s  {images / loop:8.0f} images/s/core")
+    if ray1 is None:  # --quick: one Ray session only
+        print(
+            f"  ray {cpus} CPUs  {rayn:7.2f} s  {images / rayn / cpus:8.0f} images/s/core  "
+            f"vs loop = {loop / rayn:.2f}x, efficiency vs loop = {loop / (cpus * rayn):.2f}"
+        )
+        return
     print(
         f"  ray 1 CPU   {ray1:7.2f} s  {images / ray1:8.0f} images/s/core  "
         f"overhead ray1/loop = {ray1 / loop:.2f}"
@@ -211,15 +234,20 @@ def run_haadf(threads: int) -> None:
         )
 
 
-def run_dose(levels: int, images: int) -> None:
-    """Cost of a ``levels``-level dose ablation relative to one level."""
+def run_dose(levels: int, images: int, *, haadf: bool = True) -> None:
+    """Cost of a ``levels``-level dose ablation relative to one level.
+
+    For the quickstart's incoherent dataset (``images`` images) and, with ``haadf``, its
+    abTEM dataset (4 images).
+    """
     from hpcbench.datasets.samples import build_shard
     from hpcbench.datasets.schema import images_to_numpy
     from hpcbench.simulate.corrupt import CorruptionParams, add_noise
 
     doses = np.geomspace(1e3, 1e7, levels)
     print(f"\ndose: {levels}-level ablation {doses[0]:.0e}..{doses[-1]:.0e} e/Å² / one level")
-    for name, size in (("wse2-incoherent", images), ("wse2-haadf", 4)):
+    datasets = (("wse2-incoherent", images), ("wse2-haadf", 4))
+    for name, size in datasets if haadf else datasets[:1]:
         study = _quickstart(name, size)
         build_shard(study, name, 0) if name == "wse2-incoherent" else None  # warm caches
         start = time.perf_counter()
@@ -242,27 +270,35 @@ def run_dose(levels: int, images: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=2048)
-    parser.add_argument("--shard-size", type=int, default=128)
-    parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--images", type=int, default=None, help="2048 (--quick: 32)")
+    parser.add_argument("--shard-size", type=int, default=None, help="128 (--quick: 8)")
+    parser.add_argument("--cpus", type=int, default=None, help="all cores (--quick: 2)")
+    parser.add_argument("--repeat", type=int, default=None, help="3 (--quick: 2)")
     parser.add_argument(
         "--workload",
         choices=["noise", "incoherent", "haadf", "dose", "all"],
-        default="all",
+        default=None,
+        help="all (--quick: incoherent and dose)",
     )
     parser.add_argument("--threads", type=int, default=1, help="threads for haadf")
+    parser.add_argument("--quick", action="store_true", help="see the module docstring")
     args = parser.parse_args()
-    chosen = (
-        ("noise", "incoherent", "haadf", "dose") if args.workload == "all" else (args.workload,)
-    )
-    for workload in chosen:
-        if workload == "haadf":
+    images = args.images or (32 if args.quick else 2048)
+    shard_size = args.shard_size or (8 if args.quick else 128)
+    repeat = args.repeat or (2 if args.quick else 3)
+    cpus = args.cpus or (2 if args.quick else os.cpu_count() or 1)
+    workload = args.workload or ("quick" if args.quick else "all")
+    chosen = {
+        "all": ("noise", "incoherent", "haadf", "dose"),
+        "quick": ("incoherent", "dose"),
+    }.get(workload, (workload,))
+    for name in chosen:
+        if name == "haadf":
             run_haadf(args.threads)
-        elif workload == "dose":
-            run_dose(5, args.shard_size)
+        elif name == "dose":
+            run_dose(5, shard_size, haadf=not args.quick)
         else:
-            run(workload, args.images, args.shard_size, args.cpus, args.repeat)
+            run(name, images, shard_size, cpus, repeat, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ Then :func:`hpcbench.report.build.build_report` runs twice and its wall time is 
 split into reading the runs from MLflow (:func:`hpcbench.report.aggregate.load_runs`,
 timed on its own) and the rest (statistics, fits, figures, rendering). The reference
 in the same run is the goal, 30 s.
+
+``--quick``: 2 models × 4 doses × 2 training-set sizes × 2 repeats (32 runs), the report
+built once: the same code path in a few seconds; its ratio to the goal (which is for
+500 runs) says only that nothing got grossly slower.
 """
 
 from __future__ import annotations
@@ -26,18 +30,23 @@ GOAL = 30.0
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--quick", action="store_true", help="32 runs, one build")
     args = parser.parse_args()
     from report_helpers import make_store
 
     from hpcbench.report.aggregate import load_runs
     from hpcbench.report.build import build_report
 
-    repeats = max(1, round(args.runs / 50))
-    axes = {
-        "model": ["fcn", "unet"],
-        "dose": [1e3, 3e3, 1e4, 1e5, 1e6],
-        "train_size": [32, 64, 128, 256, 512],
-    }
+    if args.quick:
+        repeats, builds = 2, 1
+        axes = {"model": ["fcn", "unet"], "dose": [1e3, 1e4, 1e5, 1e6], "train_size": [32, 128]}
+    else:
+        repeats, builds = max(1, round(args.runs / 50)), 2
+        axes = {
+            "model": ["fcn", "unet"],
+            "dose": [1e3, 3e3, 1e4, 1e5, 1e6],
+            "train_size": [32, 64, 128, 256, 512],
+        }
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         began = time.perf_counter()
@@ -47,7 +56,7 @@ def main() -> None:
         table = load_runs(uri, "bench")
         read = time.perf_counter() - began
         times = []
-        for _ in range(2):
+        for _ in range(builds):
             began = time.perf_counter()
             build_report("bench", tracking_uri=uri, out=Path(tmp) / "report")
             times.append(time.perf_counter() - began)
@@ -55,7 +64,7 @@ def main() -> None:
     best = min(times)
     print(f"{len(table.runs)} runs ({len(trials)} trials; writing them took {written:.1f} s)")
     print(f"  read runs from MLflow   {read:6.1f} s")
-    print(f"  whole report            {best:6.1f} s   (best of 2; {figures} figures)")
+    print(f"  whole report            {best:6.1f} s   (best of {builds}; {figures} figures)")
     print(f"  goal                    {GOAL:6.1f} s   ratio {best / GOAL:.2f} (<= 1 meets it)")
 
 
