@@ -249,7 +249,7 @@ def train_command(
     from hpcbench.plan import GridError
     from hpcbench.train.sweep import TrainError, summarize, train
 
-    _lock_study(spec, root)
+    _lock_study(spec, root, create=False)
     try:
         result = train(
             spec,
@@ -295,7 +295,7 @@ def translate_command(
     from hpcbench.train.translate import translate_dataset
 
     plan = make_plan(spec)
-    _lock_study(spec, root)
+    _lock_study(spec, root, create=False)
     started = init_ray(address)
     try:
         for name in spec.translate:
@@ -326,19 +326,40 @@ TrackingOpt = Annotated[
 ]
 
 
-def _lock_study(spec: Study, root: Path) -> None:
+def _lock_study(spec: Study, root: Path, *, create: bool = True) -> None:
     """Hold the study's lock until the command ends: one driver per study root.
 
     A second ``generate``/``train``/``translate``/``run`` of the same study under the same
-    root exits 2 naming the holder (host, pid, since), having written nothing.
+    root exits 2 naming the holder (host, pid, since), having written nothing. Without
+    ``create`` a study with no output directory yet is not locked (train and translate
+    refuse it for its missing datasets and must create nothing).
     """
     from hpcbench.locking import LockBusyError, hold
     from hpcbench.plan import output_dir
 
+    directory = output_dir(spec, root)
+    if not create and not directory.is_dir():
+        return
+    # Folders this lock creates go again if the command leaves nothing else in them.
+    created = [d for d in (directory, *directory.parents) if not d.exists()]
+    _locks().callback(_remove_if_only_the_lock, created)
     try:
-        _locks().enter_context(hold(output_dir(spec, root), what=f"study {spec.name}"))
+        _locks().enter_context(hold(directory, what=f"study {spec.name}"))
     except LockBusyError as exc:
         raise UserError(f"{spec.name}: {exc}") from None
+
+
+def _remove_if_only_the_lock(created: list[Path]) -> None:
+    from hpcbench.locking import LOCK_NAME
+
+    for directory in created:  # innermost first
+        lock = directory / LOCK_NAME
+        if lock.is_file() and [p.name for p in directory.iterdir()] == [LOCK_NAME]:
+            lock.unlink()
+        try:
+            directory.rmdir()  # only if empty
+        except OSError:
+            return
 
 
 def _locks() -> ExitStack:

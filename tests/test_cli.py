@@ -107,7 +107,8 @@ def test_verify_exit_codes_and_one_line_per_problem(
     assert main(["verify", str(directory)]) == 1
     assert capsys.readouterr().out.splitlines() == [
         f"{directory / shard_name(16)}: missing: file missing",
-        f"{directory / shard_name(32)}: extra: not a shard of this dataset's layout",
+        f"{directory / shard_name(32)}: extra: not part of this dataset (readers of the "
+        "folder would see it)",
     ]
     assert main(["verify", str(tmp_path / "absent")]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'absent'}: no such dataset directory\n"
