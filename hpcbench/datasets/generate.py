@@ -539,13 +539,7 @@ def _import_files(plan: Plan, name: str, root: Path, start: float) -> DatasetRes
         spec.path,
         directory.parent,
         name=name,
-        pixel_size=spec.pixel_size,
-        target_pixel_size=spec.target_pixel_size,
-        labels_dir=spec.labels,
-        label_radius=spec.label_radius,
-        patch=spec.patch,
-        pairs_csv=spec.pairs,
-        class_names=spec.classes,
+        **spec.importer_arguments(),
         overwrite=True,  # an incomplete or damaged import of the same files
     )
     return DatasetResult(

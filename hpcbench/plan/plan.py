@@ -170,17 +170,7 @@ class Plan:
             If the files cannot be imported.
         """
         spec = self.study.imports[name]
-        return read_import_record(
-            spec.path,
-            name=name,
-            pixel_size=spec.pixel_size,
-            target_pixel_size=spec.target_pixel_size,
-            labels_dir=spec.labels,
-            label_radius=spec.label_radius,
-            patch=spec.patch,
-            pairs_csv=spec.pairs,
-            class_names=spec.classes,
-        )
+        return read_import_record(spec.path, name=name, **spec.importer_arguments())
 
     def translation_identity(self, name: str) -> dict[str, Any]:
         """What determines translated dataset ``name``'s bytes (its hash hashes this).

@@ -414,6 +414,18 @@ class ImportSpec(Spec):
             raise ValueError("classes must not repeat")
         return self
 
+    def importer_arguments(self) -> dict[str, Any]:
+        """The importer's keyword arguments this spec sets (after the folder and name)."""
+        return {
+            "pixel_size": self.pixel_size,
+            "target_pixel_size": self.target_pixel_size,
+            "labels_dir": self.labels,
+            "label_radius": self.label_radius,
+            "patch": self.patch,
+            "pairs_csv": self.pairs,
+            "class_names": self.classes,
+        }
+
     def resolved(self, base_dir: Path) -> ImportSpec:
         """A copy with relative ``path``/``labels``/``pairs`` made absolute under ``base_dir``."""
         update = {
