@@ -534,6 +534,148 @@ def ui_command(
         raise typer.Exit(code)
 
 
+@app.command("predict")
+def predict_command(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="A best.pt, a study file (with --condition), or a run id / trial key "
+            "(with --study).",
+            show_default=False,
+        ),
+    ],
+    images: Annotated[
+        list[Path], typer.Argument(help="Image files (tif, png, npy, ...).", show_default=False)
+    ],
+    pixel_size: Annotated[
+        float,
+        typer.Option("--pixel-size", help="Pixel size of the images [Å].", show_default=False),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the CSVs, overlays and scores.")
+    ] = Path("predictions"),
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            help="Folder of label CSVs (X, Y [px]) matched by name (or by --pairs).",
+            show_default=False,
+        ),
+    ] = None,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            "--pairs", help="CSV pairing image files with label files.", show_default=False
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="Only the images --pairs puts in this split (e.g. test).",
+            show_default=False,
+        ),
+    ] = None,
+    match_radius: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--match-radius",
+            help="Matching radius in Å, or px with a px suffix (repeatable; the first "
+            "is the headline); default the model's detection.match_radius.",
+            show_default=False,
+        ),
+    ] = None,
+    condition: Annotated[
+        str | None,
+        typer.Option(
+            "--condition",
+            help='The condition of a study MODEL, e.g. "model=unet dose=1e4".',
+            show_default=False,
+        ),
+    ] = None,
+    study_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--study", help="Study file whose store holds a run id MODEL.", show_default=False
+        ),
+    ] = None,
+    root: RootOpt = DEFAULT_ROOT,
+    tracking_uri: TrackingOpt = None,
+    smoke: SmokeOpt = False,
+    model_pixel_size: Annotated[
+        float | None,
+        typer.Option(
+            "--model-pixel-size",
+            help="Training pixel size [Å] of a best.pt too old to record it.",
+            show_default=False,
+        ),
+    ] = None,
+    no_figures: Annotated[
+        bool, typer.Option("--no-figures", help="Skip the overlay PNGs.")
+    ] = False,
+    device: Annotated[str, typer.Option("--device", help="Torch device.")] = "cpu",
+) -> None:
+    """Find atoms in experimental images with a trained model; score them given labels.
+
+    Each image is resampled to the model's training pixel size, cut into overlapping
+    tiles of its training crop, normalised as training did, and searched with the
+    trainer's atom finder. Writes OUT/<image>.csv (x, y [px], x_A, y_A [Å], class,
+    score) and OUT/<image>.png; with --labels also OUT/scores.csv and OUT/summary.json.
+    """
+    from hpcbench.apply import AtomFinder, label_files, parse_radius, predict_images
+    from hpcbench.apply.resolve import resolve_model
+
+    if not (pixel_size > 0):
+        raise UserError(f"--pixel-size must be positive, got {pixel_size}")
+    missing = [p for p in images if not p.is_file()]
+    if missing:
+        raise UserError(f"predict: no image file {missing[0]}")
+    try:
+        radii = [parse_radius(text) for text in match_radius or []]
+        resolved = resolve_model(
+            model,
+            study=str(study_file) if study_file else None,
+            condition=condition,
+            root=root,
+            tracking_uri=tracking_uri,
+            smoke=smoke,
+        )
+        finder = AtomFinder.load(
+            resolved.path, device=device, pixel_size=model_pixel_size, source=resolved.description
+        )
+        chosen = list(images)
+        if split is not None:
+            if pairs is None:
+                raise ValueError("--split needs --pairs")
+            from hpcbench.datasets.importer import _read_pairs
+
+            table = _read_pairs(pairs)
+            chosen = [p for p in chosen if table.get(p.name, ("", ""))[1] == split]
+            if not chosen:
+                raise ValueError(f"no image is in split {split!r} of {pairs}")
+        label_map = label_files(chosen, labels, pairs=pairs) if labels is not None else None
+    except ValueError as exc:
+        raise UserError(f"predict: {exc}") from None
+    typer.echo(
+        f"{resolved.description}: {', '.join(finder.classes)} at {finder.pixel_size:.4g} Å/px, "
+        f"tiles {finder.tile[0]}x{finder.tile[1]} px"
+    )
+    try:
+        result = predict_images(
+            finder,
+            chosen,
+            pixel_size=pixel_size,
+            out_dir=out,
+            labels=label_map,
+            radii=radii,
+            figures=not no_figures,
+        )
+    except ValueError as exc:
+        raise UserError(f"predict: {exc}") from None
+    for line in result.summary_lines():
+        typer.echo(line)
+
+
 @app.command("compare-sets")
 def compare_sets_command(
     first: DatasetDirArg,

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from hpcbench.metrics.detection import DetectionCounts, detection_counts, find_atoms, match_points
+from hpcbench.metrics.detection import (
+    DetectionCounts,
+    detection_counts,
+    find_atoms,
+    find_class_atoms,
+    match_points,
+    site_scores,
+)
 from hpcbench.metrics.distributions import (
     histogram_kl,
     intensity_histogram,
@@ -34,6 +41,7 @@ __all__ = [
     "feature_statistics",
     "fid",
     "find_atoms",
+    "find_class_atoms",
     "frechet_distance",
     "histogram_kl",
     "intensity_histogram",
@@ -44,4 +52,5 @@ __all__ = [
     "radial_power_spectrum",
     "saturate_normalize",
     "segmentation_scores",
+    "site_scores",
 ]

@@ -25,7 +25,14 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage, optimize, sparse, spatial
 from skimage import feature
 
-__all__ = ["DetectionCounts", "detection_counts", "find_atoms", "match_points"]
+__all__ = [
+    "DetectionCounts",
+    "detection_counts",
+    "find_atoms",
+    "find_class_atoms",
+    "match_points",
+    "site_scores",
+]
 
 
 def _points(points: ArrayLike, name: str) -> NDArray[np.float64]:
@@ -198,6 +205,71 @@ def find_atoms(
     refined = _merge_plateaus(image, peaks, _refine(image, peaks[:, 0], peaks[:, 1]), threshold)
     xy = refined[:, ::-1].copy()
     return xy[np.lexsort((xy[:, 0], xy[:, 1]))]
+
+
+def find_class_atoms(
+    probabilities: ArrayLike,
+    *,
+    method: Literal["log", "peaks"] = "log",
+    threshold: float = 0.0,
+    max_sigma: float = 2.0,
+) -> list[NDArray[np.float64]]:
+    """Atoms of every foreground class on a softmax output: the detector of record.
+
+    Training's test metrics, ``hpcbench predict`` and ``hpcbench evaluate`` all find
+    atoms with this function, so a score printed by one is the score of the others.
+    Class ``c``'s probability is kept where ``c`` is the most probable class (so
+    detections agree with the pixel scores: for two classes that is ``p >= 0.5``, the
+    seed-004 rule) and :func:`find_atoms` runs on it with ``threshold`` (at least
+    1e-6, so background never counts), ``min_sigma`` 1 px and ``max_sigma``.
+
+    Parameters
+    ----------
+    probabilities : array_like of float, shape (classes, rows, cols)
+        Class probabilities; class 0 is background.
+    method : {"log", "peaks"}
+        Detector (:func:`find_atoms`).
+    threshold : float
+        Minimum probability of an atom centre.
+    max_sigma : float
+        Largest blob standard deviation searched [px]; the trainer uses the label
+        disk's radius in pixels (at least 2).
+
+    Returns
+    -------
+    list of ndarray, shape (n_c, 2)
+        ``(x, y)`` [px] of the atoms of classes 1, 2, ... in that order.
+    """
+    stack = np.asarray(probabilities, dtype=np.float64)
+    if stack.ndim != 3 or stack.shape[0] < 2:
+        raise ValueError(
+            f"probabilities must have shape (classes >= 2, rows, cols), got {stack.shape}"
+        )
+    winner = stack.argmax(axis=0)
+    found = []
+    for label in range(1, stack.shape[0]):
+        owned = np.where(winner == label, stack[label], 0.0)
+        found.append(
+            find_atoms(
+                owned,
+                method=method,
+                threshold=max(threshold, 1e-6),
+                min_sigma=1.0,
+                max_sigma=max(2.0, max_sigma),
+            )
+        )
+    return found
+
+
+def site_scores(probability: ArrayLike, points: ArrayLike) -> NDArray[np.float64]:
+    """A probability map's value at the pixel nearest each ``(x, y)`` point [px]."""
+    image = np.asarray(probability, dtype=np.float64)
+    xy = _points(points, "points")
+    if image.ndim != 2:
+        raise ValueError(f"probability must be 2-D, got shape {image.shape}")
+    cols = np.clip(np.rint(xy[:, 0]).astype(np.intp), 0, image.shape[1] - 1)
+    rows = np.clip(np.rint(xy[:, 1]).astype(np.intp), 0, image.shape[0] - 1)
+    return image[rows, cols]
 
 
 def match_points(

@@ -23,7 +23,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -39,17 +39,26 @@ from hpcbench.metrics import (
     DetectionCounts,
     confusion_matrix,
     detection_counts,
-    find_atoms,
+    find_class_atoms,
     segmentation_scores,
 )
 from hpcbench.models import build_model, output_stride
 from hpcbench.plan import SegmentationTrial
-from hpcbench.study import ModelSpec
+from hpcbench.study import DetectionSpec, ModelSpec
 from hpcbench.train.data import ImageSet, augment, normalize
 from hpcbench.train.losses import SegmentationLoss, balanced_class_weights
 from hpcbench.train.trainer import BEST, SUBSET, Trainer
 
-__all__ = ["SegmentationTrainer", "load_checkpoint", "predict", "prediction_figure"]
+__all__ = [
+    "SegmentationTrainer",
+    "load_checkpoint",
+    "predict",
+    "predict_tiled",
+    "prediction_figure",
+    "score_image_set",
+    "tile_starts",
+    "tile_weight",
+]
 
 _MODEL_SPEC: TypeAdapter[Any] = TypeAdapter(ModelSpec)
 
@@ -110,6 +119,104 @@ def predict(
     return np.concatenate(outputs)
 
 
+# Overlap of neighbouring tiles in predict_tiled, as a fraction of the tile.
+OVERLAP = 0.25
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` px covering ``length`` px, ``overlap`` px shared.
+
+    The last tile ends at the image's edge (it may overlap its neighbour by more); an
+    image no longer than a tile is one tile.
+    """
+    if length <= tile:
+        return [0]
+    step = max(tile - overlap, 1)
+    starts = list(range(0, length - tile, step))
+    starts.append(length - tile)
+    return starts
+
+
+def tile_weight(tile: int, overlap: int) -> NDArray[np.float32]:
+    """1-D blending weight of a tile: 1 inside, falling linearly over ``overlap`` px.
+
+    Never zero (the outermost pixel weighs ``1 / (overlap + 1)``), so a pixel only one
+    tile covers keeps that tile's prediction.
+    """
+    index = np.arange(tile, dtype=np.float32)
+    distance = np.minimum(index, tile - 1 - index) + 1
+    return np.minimum(distance / np.float32(max(overlap, 0) + 1), 1.0).astype(np.float32)
+
+
+def predict_tiled(
+    model: torch.nn.Module,
+    image: NDArray[np.floating[Any]],
+    *,
+    tile: tuple[int, int],
+    stride: int,
+    batch_size: int = 16,
+) -> NDArray[np.float32]:
+    """Class probabilities of one image of any size, predicted tile by tile.
+
+    The image is cut into tiles of ``tile`` (the training crop: the field of view the
+    network was trained on) overlapping by :data:`OVERLAP` of a tile; each is
+    normalised on its own (:func:`~hpcbench.train.data.normalize`, as training
+    normalised each crop); the softmax outputs are blended with :func:`tile_weight`, so
+    a tile's edge, where the network lacks context, never decides a pixel another tile
+    sees from inside. An image no larger than ``tile`` is one tile (the whole frame).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A segmentation network returning logits.
+    image : ndarray, shape (rows, cols)
+        Raw or normalised intensities (min-max normalisation is affine-invariant).
+    tile : (int, int)
+        Tile shape [px].
+    stride : int
+        The model's output stride.
+    batch_size : int
+        Tiles per forward pass.
+
+    Returns
+    -------
+    ndarray of float32, shape (classes, rows, cols)
+    """
+    data = np.asarray(image, dtype=np.float32)
+    if data.ndim != 2:
+        raise ValueError(f"image must be 2-D, got shape {data.shape}")
+    if not np.isfinite(data).all():
+        raise ValueError("image holds NaN or infinite values")
+    rows, cols = data.shape
+    tile_rows, tile_cols = min(tile[0], rows), min(tile[1], cols)
+    overlap_rows, overlap_cols = round(OVERLAP * tile_rows), round(OVERLAP * tile_cols)
+    origins = [
+        (r, c)
+        for r in tile_starts(rows, tile_rows, overlap_rows)
+        for c in tile_starts(cols, tile_cols, overlap_cols)
+    ]
+    if len(origins) == 1:
+        whole: NDArray[np.float32] = predict(
+            model, normalize(data)[None], stride=stride, batch_size=1
+        )[0]
+        return whole
+    weight = np.outer(tile_weight(tile_rows, overlap_rows), tile_weight(tile_cols, overlap_cols))
+    total: NDArray[np.float32] | None = None
+    norm = np.zeros((rows, cols), dtype=np.float32)
+    for start in range(0, len(origins), batch_size):
+        chunk = origins[start : start + batch_size]
+        tiles = np.stack([normalize(data[r : r + tile_rows, c : c + tile_cols]) for r, c in chunk])
+        probabilities = predict(model, tiles, stride=stride, batch_size=batch_size)
+        if total is None:
+            total = np.zeros((probabilities.shape[1], rows, cols), dtype=np.float32)
+        for (r, c), p in zip(chunk, probabilities, strict=True):
+            total[:, r : r + tile_rows, c : c + tile_cols] += p * weight
+            norm[r : r + tile_rows, c : c + tile_cols] += weight
+    assert total is not None
+    result: NDArray[np.float32] = total / norm
+    return result
+
+
 class SegmentationTrainer(Trainer[SegmentationTrial]):
     """Train and evaluate one segmentation trial.
 
@@ -152,6 +259,8 @@ class SegmentationTrainer(Trainer[SegmentationTrial]):
         subset = self.rng(Stream.SUBSET).permutation(split.train)[: trial.train_size]
         self.train_set = self._image_set(trial.dataset, subset)
         self.val_set = self._image_set(trial.dataset, split.validation)
+        # The field of view the network is trained on: larger test frames go by tiles.
+        self.tile: tuple[int, int] = tuple(self.crop or self.train_set.shape)  # type: ignore[assignment]
         if self.crop is not None and any(
             c > s for c, s in zip(self.crop, self.train_set.shape, strict=True)
         ):
@@ -340,59 +449,21 @@ class SegmentationTrainer(Trainer[SegmentationTrial]):
             A few test images, masks, predictions and detections per set, for figures.
         """
         model = self.best_model()
-        detection = self.trial.detection
         metrics: dict[str, float] = {}
         examples: dict[str, Any] = {}
         for name in self.trial.test_sets:
             images = self._image_set(name, self.test_ids(name))
-            batch = images.batch(np.arange(len(images)))
-            probabilities = predict(
-                model, batch.images, stride=self.stride, batch_size=self.trial.batch_size
+            scores, examples[name] = score_image_set(
+                model,
+                images,
+                classes=self.classes,
+                detection=self.trial.detection,
+                label_radius=self.trial.datasets[name].radius,
+                stride=self.stride,
+                batch_size=self.trial.batch_size,
+                tile=self.tile,
             )
-            prediction = probabilities.argmax(axis=1)
-            confusion = confusion_matrix(prediction, batch.masks, self.num_classes)
-            scores = segmentation_scores(confusion, class_names=["background", *self.classes])
-            prefix = f"test/{name}"
-            metrics.update(_collapse_metrics(prefix, prediction, batch.masks))
-            for key in ("f1", "intersection_over_union", "precision", "recall"):
-                metrics[f"{prefix}/{key}"] = float(scores[key])
-            for cls in self.classes:
-                metrics[f"{prefix}/f1/{cls}"] = float(scores[f"f1/{cls}"])
-            counts = DetectionCounts()
-            label_radius = self.trial.datasets[name].radius  # [Å]
-            found_all = []
-            for index in range(len(images)):
-                pixel = images.pixel_size(index)
-                xy, labels = images.coordinates(index)
-                found_image = []
-                for label in range(1, self.num_classes):
-                    # Class c's probability where c is the most probable class (as in the
-                    # pixel scores); in the binary case this is p >= 0.5 (seed 004).
-                    owned = np.where(prediction[index] == label, probabilities[index, label], 0)
-                    found = find_atoms(
-                        owned,
-                        method=detection.method,
-                        threshold=max(detection.threshold, 1e-6),
-                        min_sigma=1.0,
-                        max_sigma=max(2.0, label_radius / pixel),
-                    )
-                    match = detection.match_radius / pixel
-                    counts = counts + detection_counts(
-                        found, xy[labels == label], match, shape=images.shape, border=match
-                    )
-                    found_image.append(found)
-                found_all.append(found_image)
-            pixel_size = images.pixel_size(0) if len(images) else math.nan
-            for key, value in counts.scores(pixel_size).items():
-                metrics[f"{prefix}/{key}"] = float(value)
-            shown = min(3, len(images))
-            examples[name] = {
-                "images": batch.images[:shown],
-                "masks": batch.masks[:shown],
-                "predictions": prediction[:shown],
-                "detections": found_all[:shown],
-                "truth": [images.coordinates(i) for i in range(shown)],
-            }
+            metrics.update({f"test/{name}/{key}": value for key, value in scores.items()})
         return metrics, examples
 
     def save_artifacts(
@@ -401,8 +472,9 @@ class SegmentationTrainer(Trainer[SegmentationTrial]):
         """Write ``best.pt``, ``trial.json`` and ``predictions.png`` to ``directory``.
 
         ``best.pt`` holds ``state_dict`` (the best validation state), ``model`` (the
-        model config), ``num_classes``, ``classes``, ``data_hashes`` and ``config``; see
-        :func:`load_checkpoint`.
+        model config), ``num_classes``, ``classes``, ``data_hashes``, ``config``,
+        ``pixel_size`` [Å] (of the training images) and ``tile`` [px] (the training
+        crop, or the image shape); see :func:`load_checkpoint`.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -417,6 +489,10 @@ class SegmentationTrainer(Trainer[SegmentationTrial]):
                 "data_hashes": hashes,
                 "best_epoch": self.best_epoch,
                 "config": config,
+                # What hpcbench predict needs to feed the network as training did:
+                # resample to this pixel size [Å], normalise tiles of this shape [px].
+                "pixel_size": self.train_set.pixel_size(0),
+                "tile": list(self.tile),
             },
             directory / BEST,
         )
@@ -427,6 +503,104 @@ class SegmentationTrainer(Trainer[SegmentationTrial]):
             png.write_bytes(prediction_figure(examples, self.classes))
             written.append(png)
         return written
+
+
+def score_image_set(
+    model: torch.nn.Module,
+    images: ImageSet,
+    *,
+    classes: Sequence[str],
+    detection: DetectionSpec,
+    label_radius: float,
+    stride: int,
+    batch_size: int = 16,
+    tile: tuple[int, int] | None = None,
+    examples: int = 3,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Pixel and detection scores of a model on one image set (a trial's test metrics).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The segmentation network, in eval mode.
+    images : ImageSet
+        The images, masks and labelled coordinates, in the trial's classes.
+    classes : sequence of str
+        The trial's classes (mask values 1, 2, ...).
+    detection : DetectionSpec
+        The trial's atom finding and matching settings.
+    label_radius : float
+        Radius of the label disks [Å] (sets the largest blob searched).
+    stride : int
+        The model's output stride.
+    batch_size : int
+        Images per forward pass.
+    tile : (int, int), optional
+        The training crop [px]: frames larger than it (experimental images) are
+        predicted tile by tile (:func:`predict_tiled`), as ``hpcbench predict`` does;
+        ``None`` predicts whole frames.
+    examples : int
+        Images kept for figures.
+
+    Returns
+    -------
+    scores : dict
+        ``f1``, ``intersection_over_union``, ``precision``, ``recall`` (pixel scores,
+        macro over classes), ``f1/<class>``, ``foreground_fraction``, ``collapsed`` and
+        the pooled detection scores (:meth:`DetectionCounts.scores`); unmatched
+        detections within the matching radius of the frame edge are not false
+        positives.
+    examples : dict
+        Images, masks, predictions, detections and true sites of the first images.
+    """
+    num_classes = len(classes) + 1
+    batch = images.batch(np.arange(len(images)))
+    if tile is not None and any(s > t for s, t in zip(images.shape, tile, strict=True)):
+        probabilities = np.stack(
+            [
+                predict_tiled(model, image, tile=tile, stride=stride, batch_size=batch_size)
+                for image in batch.images
+            ]
+        )
+    else:
+        probabilities = predict(model, batch.images, stride=stride, batch_size=batch_size)
+    prediction = probabilities.argmax(axis=1)
+    confusion = confusion_matrix(prediction, batch.masks, num_classes)
+    pixel = segmentation_scores(confusion, class_names=["background", *classes])
+    metrics = _collapse_metrics("", prediction, batch.masks)
+    metrics = {key.lstrip("/"): value for key, value in metrics.items()}
+    for key in ("f1", "intersection_over_union", "precision", "recall"):
+        metrics[key] = float(pixel[key])
+    for cls in classes:
+        metrics[f"f1/{cls}"] = float(pixel[f"f1/{cls}"])
+    counts = DetectionCounts()
+    found_all = []
+    for index in range(len(images)):
+        pixel_size = images.pixel_size(index)
+        xy, labels = images.coordinates(index)
+        found_image = find_class_atoms(
+            probabilities[index],
+            method=detection.method,
+            threshold=detection.threshold,
+            max_sigma=label_radius / pixel_size,
+        )
+        match = detection.match_radius / pixel_size
+        for label, found in enumerate(found_image, start=1):
+            counts = counts + detection_counts(
+                found, xy[labels == label], match, shape=images.shape, border=match
+            )
+        found_all.append(found_image)
+    pixel_size = images.pixel_size(0) if len(images) else math.nan
+    metrics.update({key: float(value) for key, value in counts.scores(pixel_size).items()})
+    shown = min(examples, len(images))
+    example = {
+        "images": batch.images[:shown],
+        "masks": batch.masks[:shown],
+        "predictions": prediction[:shown],
+        "detections": found_all[:shown],
+        "truth": [images.coordinates(i) for i in range(shown)],
+    }
+    return metrics, example
 
 
 def load_checkpoint(

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from hpcbench.datasets.manifest import IMPORTED_KIND, ManifestError, read_manifest
 from hpcbench.plan import Split, TrialConfig
 from hpcbench.train.data import ImageSet
 
@@ -125,9 +126,16 @@ class Trainer(ABC, Generic[TrialT]):
         classes: Sequence[str],
         dose: float | None = None,
     ) -> ImageSet:
-        """Samples ``ids`` of dataset ``name`` with the trial's ``classes`` (and ``dose``)."""
+        """Samples ``ids`` of dataset ``name`` with the trial's ``classes`` (and ``dose``).
+
+        An imported dataset (real images) is never re-noised: a trial's dose applies to
+        simulations, whose clean frames are stored; adding counting noise to a recorded
+        image would score the network on data no microscope made.
+        """
         if name not in self.data_dirs:
             raise ValueError(f"no directory given for dataset {name}")
+        if dose is not None and is_imported(self.data_dirs[name]):
+            dose = None
         return ImageSet(
             self.data_dirs[name],
             ids,
@@ -215,3 +223,11 @@ class Trainer(ABC, Generic[TrialT]):
         self, directory: str | os.PathLike[str], examples: Mapping[str, Any] | None = None
     ) -> list[Path]:
         """Write ``best.pt``, ``trial.json`` and (with examples) ``predictions.png``."""
+
+
+def is_imported(dataset_dir: str | os.PathLike[str]) -> bool:
+    """Whether a dataset directory holds imported (experimental) images."""
+    try:
+        return read_manifest(dataset_dir).spec.get("kind") == IMPORTED_KIND
+    except (OSError, ValueError, ManifestError):
+        return False
