@@ -676,6 +676,50 @@ def predict_command(
         typer.echo(line)
 
 
+@app.command("evaluate")
+def evaluate_command(
+    study: StudyArg,
+    test_set: Annotated[
+        str,
+        typer.Option(
+            "--test-set",
+            help="Dataset or import of the study to score every complete run on.",
+            show_default=False,
+        ),
+    ],
+    root: RootOpt = DEFAULT_ROOT,
+    tracking_uri: TrackingOpt = None,
+    smoke: SmokeOpt = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-score runs that already have the set.")
+    ] = False,
+    device: Annotated[str, typer.Option("--device", help="Torch device.")] = "cpu",
+) -> None:
+    """Score a trained study's models on another dataset without retraining.
+
+    Each complete run's best.pt is scored as the trainer scores its test sets; the
+    scores go into that run as test/<set>/... and the report picks them up.
+    """
+    from hpcbench.apply.evaluate import evaluate_study
+    from hpcbench.study import load_study
+
+    spec = load_study(study, smoke=smoke)
+    _lock_study(spec, root, create=False)
+    try:
+        result = evaluate_study(
+            spec,
+            test_set,
+            root=root,
+            tracking_uri=tracking_uri,
+            device=device,
+            force=force,
+            log=typer.echo,
+        )
+    except ValueError as exc:
+        raise UserError(f"{study}: evaluate: {exc}") from None
+    typer.echo(result.summary())
+
+
 @app.command("compare-sets")
 def compare_sets_command(
     first: DatasetDirArg,

@@ -47,7 +47,7 @@ from hpcbench.plan import SegmentationTrial
 from hpcbench.study import DetectionSpec, ModelSpec
 from hpcbench.train.data import ImageSet, augment, normalize
 from hpcbench.train.losses import SegmentationLoss, balanced_class_weights
-from hpcbench.train.trainer import BEST, SUBSET, Trainer
+from hpcbench.train.trainer import BEST, SUBSET, Trainer, is_imported
 
 __all__ = [
     "SegmentationTrainer",
@@ -453,7 +453,7 @@ class SegmentationTrainer(Trainer[SegmentationTrial]):
         examples: dict[str, Any] = {}
         for name in self.trial.test_sets:
             images = self._image_set(name, self.test_ids(name))
-            scores, examples[name] = score_image_set(
+            scores, details = score_image_set(
                 model,
                 images,
                 classes=self.classes,
@@ -462,8 +462,11 @@ class SegmentationTrainer(Trainer[SegmentationTrial]):
                 stride=self.stride,
                 batch_size=self.trial.batch_size,
                 tile=self.tile,
+                edge=not is_imported(self.data_dirs[name]),
             )
+            details.pop("image_counts")
             metrics.update({f"test/{name}/{key}": value for key, value in scores.items()})
+            examples[name] = details
         return metrics, examples
 
     def save_artifacts(
@@ -515,6 +518,7 @@ def score_image_set(
     stride: int,
     batch_size: int = 16,
     tile: tuple[int, int] | None = None,
+    edge: bool = True,
     examples: int = 3,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Pixel and detection scores of a model on one image set (a trial's test metrics).
@@ -539,6 +543,11 @@ def score_image_set(
         The training crop [px]: frames larger than it (experimental images) are
         predicted tile by tile (:func:`predict_tiled`), as ``hpcbench predict`` does;
         ``None`` predicts whole frames.
+    edge : bool
+        Leave unmatched detections within the matching radius of the frame edge out of
+        the false positives (simulated crops, whose labels stop at the frame; an atom
+        just outside shows as a partial blob). ``False`` for hand-labelled real
+        images, where every prediction counts.
     examples : int
         Images kept for figures.
 
@@ -547,11 +556,10 @@ def score_image_set(
     scores : dict
         ``f1``, ``intersection_over_union``, ``precision``, ``recall`` (pixel scores,
         macro over classes), ``f1/<class>``, ``foreground_fraction``, ``collapsed`` and
-        the pooled detection scores (:meth:`DetectionCounts.scores`); unmatched
-        detections within the matching radius of the frame edge are not false
-        positives.
-    examples : dict
-        Images, masks, predictions, detections and true sites of the first images.
+        the pooled detection scores (:meth:`DetectionCounts.scores`).
+    details : dict
+        ``image_counts`` (a :class:`DetectionCounts` per image) and, for figures, the
+        images, masks, predictions, detections and true sites of the first images.
     """
     num_classes = len(classes) + 1
     batch = images.batch(np.arange(len(images)))
@@ -575,6 +583,7 @@ def score_image_set(
         metrics[f"f1/{cls}"] = float(pixel[f"f1/{cls}"])
     counts = DetectionCounts()
     found_all = []
+    per_image: list[DetectionCounts] = []
     for index in range(len(images)):
         pixel_size = images.pixel_size(index)
         xy, labels = images.coordinates(index)
@@ -585,10 +594,13 @@ def score_image_set(
             max_sigma=label_radius / pixel_size,
         )
         match = detection.match_radius / pixel_size
+        image_counts = DetectionCounts()
         for label, found in enumerate(found_image, start=1):
-            counts = counts + detection_counts(
-                found, xy[labels == label], match, shape=images.shape, border=match
+            image_counts = image_counts + detection_counts(
+                found, xy[labels == label], match, shape=images.shape, border=match if edge else 0.0
             )
+        per_image.append(image_counts)
+        counts = counts + image_counts
         found_all.append(found_image)
     pixel_size = images.pixel_size(0) if len(images) else math.nan
     metrics.update({key: float(value) for key, value in counts.scores(pixel_size).items()})
@@ -599,6 +611,7 @@ def score_image_set(
         "predictions": prediction[:shown],
         "detections": found_all[:shown],
         "truth": [images.coordinates(i) for i in range(shown)],
+        "image_counts": per_image,
     }
     return metrics, example
 

@@ -18,7 +18,7 @@ from hpcbench.datasets.read import read_dataset
 from hpcbench.plan import dataset_dir, dataset_hash
 from hpcbench.study import Study, validate_study_data
 
-PT = Path(__file__).resolve().parents[3] / "shared" / "data" / "pt-single-atoms-haadf"
+PT = Path(__file__).resolve().parents[2] / "data" / "pt-single-atoms-haadf"
 pytestmark = pytest.mark.skipif(not PT.is_dir(), reason=f"{PT} not present")
 PIXEL = 0.293  # Å (0.0293 nm)
 # Half resolution keeps it small: 21 images of 256 x 256 px, 1088 labelled Pt atoms.

@@ -15,7 +15,7 @@ from hpcbench.datasets.read import read_dataset
 from hpcbench.datasets.schema import images_to_numpy
 from hpcbench.train.data import ImageSet
 
-PT = Path(__file__).resolve().parents[3] / "shared" / "data" / "pt-single-atoms-haadf"
+PT = Path(__file__).resolve().parents[2] / "data" / "pt-single-atoms-haadf"
 pytestmark = pytest.mark.skipif(not PT.is_dir(), reason=f"{PT} not present")
 PIXEL = 0.293  # Å (0.0293 nm)
 

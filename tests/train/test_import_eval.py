@@ -24,7 +24,7 @@ from hpcbench.study import Study, validate_study_data
 from hpcbench.train.segmentation import SegmentationTrainer
 from hpcbench.train.sweep import TrainError, train
 
-PT = Path(__file__).resolve().parents[3] / "shared" / "data" / "pt-single-atoms-haadf"
+PT = Path(__file__).resolve().parents[2] / "data" / "pt-single-atoms-haadf"
 pytestmark = pytest.mark.skipif(not PT.is_dir(), reason=f"{PT} not present")
 PIXEL = 0.293  # Å
 
