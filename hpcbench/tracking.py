@@ -53,6 +53,9 @@ TAG_COMPLETE = "hpcbench.complete"
 # "true" on a trial whose network predicts background everywhere on its test split.
 TAG_COLLAPSED = "hpcbench.collapsed"
 TAG_AXIS = "hpcbench.axis."
+# Per-image detection counts [[tp, fp, fn], ...] of a set scored by hpcbench evaluate:
+# hpcbench.images.<set> (a report bootstraps over images from it).
+TAG_IMAGES = "hpcbench.images."
 # ``segmentation`` or ``cyclegan`` on trial runs, ``grid`` on the grid records.
 TAG_KIND = "hpcbench.kind"
 METRIC_PREFIXES = ("train/", "val/", "test/")

@@ -25,10 +25,7 @@ import numpy as np
 
 from hpcbench.study import Study
 
-__all__ = ["TAG_IMAGES", "EvaluateResult", "evaluate_study"]
-
-# Per-image detection counts of an evaluated set: tags.hpcbench.images.<set>.
-TAG_IMAGES = "hpcbench.images."
+__all__ = ["EvaluateResult", "evaluate_study"]
 
 
 @dataclass
@@ -93,6 +90,7 @@ def evaluate_study(
     from hpcbench.plan import SegmentationTrial, make_plan
     from hpcbench.tracking import (
         TAG_COMPLETE,
+        TAG_IMAGES,
         TAG_KEY,
         client_for,
         default_tracking_uri,

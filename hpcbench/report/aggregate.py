@@ -32,6 +32,7 @@ from hpcbench.tracking import (
     TAG_AXIS,
     TAG_COMPLETE,
     TAG_CONDITION,
+    TAG_IMAGES,
     TAG_KEY,
     TAG_KIND,
     TAG_REPEAT,
@@ -232,6 +233,9 @@ def load_runs(tracking_uri: str, study: str, *, keys: set[str] | None = None) ->
                 row[name] = value
             if name.startswith(own):
                 row[f"heldout/f1/{name.removeprefix(own)}"] = value
+        for name, text in tags.items():
+            if name.startswith(TAG_IMAGES):  # per-image counts of an evaluated set
+                row[f"images/{name.removeprefix(TAG_IMAGES)}"] = text
         if TAG_VERSION in tags:
             versions.add(tags[TAG_VERSION])
         rows.append(row)
@@ -250,8 +254,9 @@ def load_runs(tracking_uri: str, study: str, *, keys: set[str] | None = None) ->
     heldout = [f"heldout/{name}" for name in HELDOUT]
     heldout += sorted(c for c in frame.columns if c.startswith("heldout/f1/"))
     tests = sorted(c for c in frame.columns if c.startswith("test/"))
+    images = sorted(c for c in frame.columns if c.startswith("images/"))
     frame[DEGENERATE] = degenerate_runs(frame)
-    frame = frame[[*head, *axis_columns, DEGENERATE, *heldout, *tests]]
+    frame = frame[[*head, *axis_columns, DEGENERATE, *heldout, *tests, *images]]
     frame = frame.sort_values(
         [*ordered_axes, "repeat", "trial_key"], na_position="last", kind="mergesort"
     ).reset_index(drop=True)

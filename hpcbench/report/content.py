@@ -93,3 +93,6 @@ class Report:
     caveats: list[str]
     missing_trials: int
     cyclegan: CycleGANAnalysis | None = None
+    # Per test set scored by hpcbench evaluate and condition: pooled detection scores
+    # with a bootstrap CI over images (build.real_data_table).
+    real_data: pd.DataFrame | None = None

@@ -526,6 +526,24 @@ def blocks(report: Report) -> list[Block]:
                 ),
             )
         )
+    if report.real_data is not None and not report.real_data.empty:
+        frame = report.real_data
+        out.append(("h2", "Real data"))
+        out.append(
+            (
+                "p",
+                "Atom detection on data scored after training (`hpcbench evaluate`): counts "
+                "pooled over every image and repeat of a condition; 95 % interval of F1 by "
+                "bootstrap over images (2000 resamples). Unmatched detections count as "
+                "false positives everywhere on hand-labelled images.",
+            )
+        )
+        header = list(frame.columns)
+        rows = [
+            [v if isinstance(v, str) else _num(v) for v in row]
+            for row in frame.itertuples(index=False)
+        ]
+        out.append(("table", (header, rows)))
     if report.examples:
         out.append(("h2", "Example predictions"))
         for title, path in report.examples:

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from hpcbench.apply import AtomFinder, label_files, parse_radius, predict_images
-from hpcbench.apply.evaluate import TAG_IMAGES, evaluate_study
+from hpcbench.apply.evaluate import evaluate_study
 from hpcbench.apply.resolve import resolve_model
 from hpcbench.cli import main
 from hpcbench.plan import expand_trials
 from hpcbench.study import Study, validate_study_data
+from hpcbench.tracking import TAG_IMAGES
 from hpcbench.train.sweep import train
 from tests.train.train_helpers import write_dataset, wse2_study
 
@@ -109,6 +110,16 @@ def test_evaluate_adds_a_test_set_without_retraining(trained: tuple[Study, Path,
             assert math.isclose(f1, 2 * tp / (2 * tp + fp + fn))
     again = evaluate_study(extended, "pt", root=root)
     assert not again.scored and len(again.skipped) == len(before)
+    # The report gains a real-data section with each condition's pooled F1.
+    from hpcbench.report.build import build_report
+
+    page = build_report(
+        "evaluated", tracking_uri=f"sqlite:///{root.resolve() / 'mlflow.db'}", out=root / "r"
+    )
+    text = (page.parent / "report.md").read_text()
+    assert "## Real data" in text
+    for run in runs:
+        assert run.data.tags["hpcbench.condition"] in text.split("## Real data")[1]
 
 
 def test_evaluate_errors_are_one_line(
