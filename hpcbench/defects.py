@@ -28,6 +28,7 @@ __all__ = [
     "DefectName",
     "GrapheneDefect",
     "MX2Defect",
+    "SupportedDefect",
 ]
 
 MX2Defect = Literal[
@@ -42,6 +43,8 @@ MX2Defect = Literal[
     "metal_antisite_anion_vacancy",  # M_2A: metal on an anion site plus a vacancy
 ]
 GrapheneDefect = Literal["carbon_vacancy", "silicon_threefold", "silicon_fourfold"]
+# A heavy atom (Pt, Au, ...) adsorbed on an amorphous support, alone or in a cluster.
+SupportedDefect = Literal["heavy_atom"]
 # Every labelled class (the union above, spelled out so pydantic reports one choice list).
 DefectName = Literal[
     "anion_vacancy",
@@ -56,6 +59,7 @@ DefectName = Literal[
     "carbon_vacancy",
     "silicon_threefold",
     "silicon_fourfold",
+    "heavy_atom",
 ]
 
 DEFECT_CODES: Final = MappingProxyType(
@@ -76,6 +80,10 @@ DEFECT_CODES: Final = MappingProxyType(
         # Atoms removed or disordered by a "messy" transform (beam damage); never a
         # training class by default, kept so the damage is visible in the data.
         "beam_damage": 13,
+        "heavy_atom": 14,
+        # Atoms of an amorphous support: never labelled (no mask value, no coordinate),
+        # the image background the heavy atoms sit on.
+        "support": 15,
     }
 )
 DEFECT_NAMES: Final = MappingProxyType({code: name for name, code in DEFECT_CODES.items()})

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from hpcbench.datasets.schema import coordinates_type, tensor_column
-from hpcbench.defects import GrapheneDefect, MX2Defect
+from hpcbench.defects import GrapheneDefect, MX2Defect, SupportedDefect
 from hpcbench.seeding import Stream, seed_int, seed_sequence, stream_rng
 from hpcbench.simulate.corrupt import (
     CorruptionParams,
@@ -46,7 +46,13 @@ from hpcbench.simulate.labels import (
 )
 from hpcbench.simulate.periodic import PeriodicImage
 from hpcbench.structures import build_structure
-from hpcbench.study import Corruption, DatasetSpec, IncoherentSimulation, Study
+from hpcbench.study import (
+    Corruption,
+    DatasetSpec,
+    IncoherentSimulation,
+    Study,
+    SupportedAtomsStructure,
+)
 
 __all__ = ["atoms_type", "build_shard", "shard_count", "shard_range", "simulate_structure"]
 
@@ -250,8 +256,11 @@ def _build_shard(study: Study, name: str, shard_index: int) -> pa.Table:
 
 
 def _defect_names(spec: DatasetSpec) -> list[str]:
-    family = MX2Defect if spec.structure.kind == "mx2" else GrapheneDefect
-    return [*get_args(family), "beam_damage"] if spec.structure.messy else list(get_args(family))
+    structure = spec.structure
+    if isinstance(structure, SupportedAtomsStructure):
+        return list(get_args(SupportedDefect))
+    family = MX2Defect if structure.kind == "mx2" else GrapheneDefect
+    return [*get_args(family), "beam_damage"] if structure.messy else list(get_args(family))
 
 
 # Corruption parameters newer than data format 2, with their spec defaults: their

@@ -113,9 +113,9 @@ def sample_corruption(spec: Corruption, rng: Generator | int | SeedSequence) -> 
         The dataset's corruption (fixed values, choices or ranges).
     rng : Generator, int or SeedSequence
         Randomness; parameters are drawn in the fixed order dose, read_noise, blur,
-        jitter, drift, background, contrast, brightness, correlated_noise (fixed values
-        draw nothing). ``correlated_noise`` comes last so a spec without it draws the
-        same values as before it existed.
+        jitter, drift, background, contrast, brightness, correlated_noise,
+        background_scale (fixed values draw nothing). The later ones come last so a
+        spec that leaves them fixed draws the same values as before they could vary.
     """
     generator = np.random.default_rng(rng)
     dose = None if spec.dose is None else sample_param(spec.dose, generator)
@@ -133,8 +133,8 @@ def sample_corruption(spec: Corruption, rng: Generator | int | SeedSequence) -> 
         jitter=jitter,
         drift=drift,
         background=background,
-        background_scale=float(spec.background_scale),
         correlated_noise=sample_param(spec.correlated_noise, generator),
+        background_scale=sample_param(spec.background_scale, generator),
         noise_correlation=float(spec.noise_correlation),
         contrast=contrast,
         brightness=brightness,

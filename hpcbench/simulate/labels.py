@@ -107,10 +107,17 @@ class Coordinates:
 
 
 def _raw_sites(atoms: Atoms) -> tuple[NDArray[np.float64], Sites]:
-    """World positions (n, 2) [Å] and attributes of all atoms then all vacancy sites."""
-    n = len(atoms)
+    """World positions (n, 2) [Å] and attributes of all atoms then all vacancy sites.
+
+    Atoms of an amorphous support (code ``support``) are left out: they are no site, and
+    merging their dense projection into columns would swallow the atoms on it.
+    """
     labels = atoms.arrays.get("label")
-    codes = np.zeros(n, np.int64) if labels is None else np.asarray(labels, np.int64)
+    codes = np.zeros(len(atoms), np.int64) if labels is None else np.asarray(labels, np.int64)
+    if labels is not None and (support := codes == DEFECT_CODES["support"]).any():
+        atoms = atoms[~support]
+        codes = codes[~support]
+    n = len(atoms)
     vac_pos = np.asarray(atoms.info.get("vacancy_sites", np.zeros((0, 3))), np.float64)
     vac_pos = vac_pos.reshape(-1, 3)
     vac_codes = np.asarray(atoms.info.get("vacancy_labels", np.zeros(0)), np.int64).reshape(-1)

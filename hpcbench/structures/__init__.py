@@ -11,6 +11,11 @@ from ase import Atoms
 
 from hpcbench.defects import DEFECT_CODES, DEFECT_NAMES
 from hpcbench.structures._util import as_generator, concentration_to_count
+from hpcbench.structures.amorphous import (
+    AMORPHOUS_CARBON_DENSITY,
+    amorphous_slab,
+    supported_atoms,
+)
 from hpcbench.structures.graphene import (
     GRAPHENE_DEFECTS,
     add_graphene_defects,
@@ -25,9 +30,16 @@ from hpcbench.structures.mx2 import (
     mx2,
     mx2_site_count,
 )
-from hpcbench.study import DefectAmount, GrapheneStructure, MX2Structure, sample_param
+from hpcbench.study import (
+    DefectAmount,
+    GrapheneStructure,
+    MX2Structure,
+    SupportedAtomsStructure,
+    sample_param,
+)
 
 __all__ = [
+    "AMORPHOUS_CARBON_DENSITY",
     "DEFECT_CODES",
     "DEFECT_NAMES",
     "GRAPHENE_DEFECTS",
@@ -35,6 +47,7 @@ __all__ = [
     "MX2_PARAMETERS",
     "add_graphene_defects",
     "add_mx2_defects",
+    "amorphous_slab",
     "apply_messy",
     "beam_damage",
     "build_structure",
@@ -45,6 +58,7 @@ __all__ = [
     "mx2",
     "mx2_site_count",
     "rotate_lattice",
+    "supported_atoms",
 ]
 
 
@@ -55,8 +69,39 @@ def _count(amount: DefectAmount, n_sites: int, rng: np.random.Generator) -> int:
     return concentration_to_count(sample_param(amount.concentration, rng), n_sites)
 
 
+def _build_supported(spec: SupportedAtomsStructure, gen: np.random.Generator) -> Atoms:
+    """Support then heavy atoms, drawing thickness, roughness and counts in that order."""
+    thickness = sample_param(spec.thickness, gen)
+    roughness = sample_param(spec.roughness, gen)
+    n_atoms = int(sample_param(spec.atoms, gen))
+    n_clusters = int(sample_param(spec.clusters, gen))
+    sizes = tuple(int(sample_param(spec.cluster_size, gen)) for _ in range(n_clusters))
+    support = amorphous_slab(
+        spec.cell,
+        thickness,
+        density=spec.support_density,
+        min_distance=spec.min_distance,
+        roughness=roughness,
+        roughness_scale=spec.roughness_scale,
+        element=spec.support_element,
+        rng=gen,
+    )
+    return supported_atoms(
+        support,
+        element=spec.element,
+        atoms=n_atoms,
+        clusters=n_clusters,
+        cluster_size=sizes or (2,),
+        surface=spec.surface,
+        separation=spec.separation,
+        rng=gen,
+    )
+
+
 def build_structure(
-    spec: MX2Structure | GrapheneStructure, *, rng: np.random.Generator | int | None = None
+    spec: MX2Structure | GrapheneStructure | SupportedAtomsStructure,
+    *,
+    rng: np.random.Generator | int | None = None,
 ) -> Atoms:
     """Build one labelled structure from a study's structure spec.
 
@@ -72,8 +117,11 @@ def build_structure(
 
     Parameters
     ----------
-    spec : MX2Structure or GrapheneStructure
-        The structure section of a dataset spec.
+    spec : MX2Structure or GrapheneStructure or SupportedAtomsStructure
+        The structure section of a dataset spec. A supported-atoms spec draws the
+        support's thickness and roughness, the atom and cluster counts and cluster
+        sizes, then builds the slab (:func:`amorphous_slab`) and the heavy atoms on it
+        (:func:`supported_atoms`).
     rng : numpy.random.Generator or int or None
         Random source.
 
@@ -84,6 +132,11 @@ def build_structure(
         ``info["defect_counts"]``, ``info["periodic"]`` and, if messy, ``info["messy"]``.
     """
     gen = as_generator(rng)
+    if isinstance(spec, SupportedAtomsStructure):
+        atoms = _build_supported(spec, gen)
+        if spec.position_noise > 0:
+            atoms.positions += gen.normal(0.0, spec.position_noise, size=(len(atoms), 3))
+        return atoms
     lattice: Atoms
     names: tuple[str, ...]
     if spec.kind == "mx2":

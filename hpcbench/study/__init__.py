@@ -36,6 +36,7 @@ from hpcbench.study.data import (
     Optics,
     SimulationSpec,
     StructureSpec,
+    SupportedAtomsStructure,
     TranslationSpec,
     dataset_classes,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "StructureSpec",
     "Study",
     "StudyError",
+    "SupportedAtomsStructure",
     "TrainSpec",
     "TranslationSpec",
     "UNetConfig",

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
-from hpcbench.defects import DefectName, GrapheneDefect, MX2Defect
+from hpcbench.defects import DefectName, GrapheneDefect, MX2Defect, SupportedDefect
 from hpcbench.optics import max_scattering_angle
 from hpcbench.study._base import Slug, Spec
 from hpcbench.study.params import (
@@ -53,6 +53,7 @@ __all__ = [
     "Optics",
     "SimulationSpec",
     "StructureSpec",
+    "SupportedAtomsStructure",
     "TranslationSpec",
     "dataset_classes",
 ]
@@ -153,6 +154,68 @@ class GrapheneStructure(Spec):
     messy: Messy | None = None
 
 
+# Chemical symbols by atomic number (1-103), so the schema checks an element without ASE.
+_SYMBOLS = (
+    "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn "
+    "Ga Ge As Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce "
+    "Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At "
+    "Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr"
+)
+_ELEMENTS = frozenset(_SYMBOLS.split())
+
+
+def _element(symbol: str) -> str:
+    if symbol not in _ELEMENTS:
+        raise ValueError(f"{symbol!r} is not a chemical symbol")
+    return symbol
+
+
+Element = Annotated[str, AfterValidator(_element)]
+
+
+class SupportedAtomsStructure(Spec):
+    """Heavy atoms and small clusters on an amorphous support (single-atom catalysts).
+
+    The support is amorphous ``support_element`` made by random sequential insertion at
+    ``support_density`` [atoms/Å³] with ``min_distance`` [Å] (amorphous carbon: 0.1103,
+    1.4 Å; seed 001), periodic over a ``cell`` [Å] in x and y, of mean thickness
+    ``thickness`` [Å] and a top surface rough by ``roughness`` [Å] (std) over
+    ``roughness_scale`` [Å]. On it sit ``atoms`` isolated ``element`` atoms and
+    ``clusters`` clusters of ``cluster_size`` atoms, on the top or bottom surface
+    (``surface``), sites at least ``separation`` [Å] apart in the plane. Every heavy atom
+    is labelled ``heavy_atom``; the support is never labelled.
+    """
+
+    kind: Literal["supported_atoms"]
+    element: Element = "Pt"
+    atoms: NonNegativeIntParam = IntRange(min=0, max=8)
+    clusters: NonNegativeIntParam = 0
+    cluster_size: Annotated[IntParam, at_least(2.0), at_most(20.0)] = IntRange(min=2, max=5)
+    separation: PositiveFloat = 3.0
+    surface: Literal["top", "bottom", "both"] = "both"
+    cell: tuple[
+        Annotated[float, Field(ge=5.0, le=500.0)], Annotated[float, Field(ge=5.0, le=500.0)]
+    ] = (48.0, 48.0)
+    thickness: Annotated[FloatParam, at_least(1.0), at_most(1000.0)] = 40.0
+    roughness: NonNegativeParam = 0.0
+    roughness_scale: PositiveFloat = 10.0
+    support_element: Element = "C"
+    support_density: Annotated[float, Field(gt=0.0, le=0.5)] = 0.1103
+    min_distance: Annotated[float, Field(gt=0.5, le=5.0)] = 1.4
+    position_noise: NonNegativeFloat = 0.0
+
+    @model_validator(mode="after")
+    def _packs(self) -> Self:
+        packing = self.support_density * 3.141592653589793 / 6.0 * self.min_distance**3
+        if packing > 0.3:
+            raise ValueError(
+                f"support_density {self.support_density:g} /Å³ with min_distance "
+                f"{self.min_distance:g} Å packs {packing:.2f} of space: random insertion "
+                "jams near 0.38; lower either"
+            )
+        return self
+
+
 def _structure_tag(value: Any) -> str | None:
     if isinstance(value, Mapping):
         return str(value.get("kind", "mx2"))
@@ -160,7 +223,9 @@ def _structure_tag(value: Any) -> str | None:
 
 
 StructureSpec = Annotated[
-    Annotated[MX2Structure, Tag("mx2")] | Annotated[GrapheneStructure, Tag("graphene")],
+    Annotated[MX2Structure, Tag("mx2")]
+    | Annotated[GrapheneStructure, Tag("graphene")]
+    | Annotated[SupportedAtomsStructure, Tag("supported_atoms")],
     Discriminator(_structure_tag),
 ]
 
@@ -287,10 +352,11 @@ class Corruption(Spec):
     per-scan-line shifts [Å]; ``drift`` total sample drift over the frame [Å] (random
     direction, gives shear/stretch); ``background`` amplitude of a slow
     contamination-like background relative to the image mean, with correlation length
-    ``background_scale`` [Å]; ``correlated_noise`` std of an additive, spatially
-    correlated Gaussian noise in units of the clean image's mean (like ``read_noise``):
-    white noise filtered by a Gaussian of std ``noise_correlation`` [Å] and rescaled to
-    unit std; ``contrast`` and ``brightness`` a final linear map.
+    ``background_scale`` [Å] (may vary per sample, like the others);
+    ``correlated_noise`` std of an additive, spatially correlated Gaussian noise in
+    units of the clean image's mean (like ``read_noise``): white noise filtered by a
+    Gaussian of std ``noise_correlation`` [Å] and rescaled to unit std; ``contrast`` and
+    ``brightness`` a final linear map.
     """
 
     dose: PositiveParam | None = None
@@ -299,7 +365,7 @@ class Corruption(Spec):
     jitter: NonNegativeParam = 0.0
     drift: NonNegativeParam = 0.0
     background: NonNegativeParam = 0.0
-    background_scale: PositiveFloat = 20.0
+    background_scale: PositiveParam = 20.0
     correlated_noise: NonNegativeParam = 0.0
     noise_correlation: PositiveFloat = 0.5
     contrast: PositiveParam = 1.0
@@ -351,8 +417,14 @@ class DatasetSpec(Spec):
                 f"images_per_structure ({self.images_per_structure})"
             )
         allowed = get_args(
-            MX2Defect if isinstance(self.structure, MX2Structure) else GrapheneDefect
+            MX2Defect
+            if isinstance(self.structure, MX2Structure)
+            else SupportedDefect
+            if isinstance(self.structure, SupportedAtomsStructure)
+            else GrapheneDefect
         )
+        if self.labels.lattice and isinstance(self.structure, SupportedAtomsStructure):
+            raise ValueError("labels.lattice: an amorphous support has no lattice to label")
         wrong = [c for c in self.labels.classes if c not in allowed]
         if wrong:
             raise ValueError(
