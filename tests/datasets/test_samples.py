@@ -154,3 +154,49 @@ def test_dataset_without_corruption_stores_the_clean_image_as_image() -> None:
     assert not any(name.startswith("corruption_") for name in table.column_names)
     image = images_to_numpy(table, "image")
     assert image.min() >= 0 and image.std() > 0
+
+
+def test_supported_atoms_shard_labels_every_heavy_atom_and_nothing_else() -> None:
+    """Pt on amorphous carbon: one coordinate per Pt atom in the frame, none of the support."""
+    structure = {
+        "kind": "supported_atoms",
+        "element": "Pt",
+        "atoms": 6,
+        "cell": [24.0, 24.0],
+        "thickness": 12.0,
+        "separation": 4.0,
+    }
+    study = _study(
+        None,
+        structure=structure,
+        simulation={
+            "method": "incoherent",
+            "energy": 300e3,
+            "defocus": 0,
+            "Cs": 0,
+            "sampling": 0.1,
+        },
+        image={"shape": [64, 64], "pixel_size": 0.3, "rotation": 0.0},
+        labels={"classes": ["heavy_atom"], "radius": 1.0},
+        size=2,
+        images_per_structure=2,
+        shard_size=2,
+    )
+    table = build_shard(study, "d", 0)
+    assert table.column("n_heavy_atom").to_pylist() == [6, 6]
+    images = images_to_numpy(table)
+    masks = images_to_numpy(table, "mask")
+    for row, coordinates in enumerate(table.column("coordinates").to_pylist()):
+        # a 19.2 Å frame of a 24 Å cell: each Pt atom at most once, at a bright spot
+        assert 1 <= len(coordinates) <= 6
+        assert {c["label"] for c in coordinates} == {1}
+        for c in coordinates:
+            x, y = round(c["x"]), round(c["y"])
+            if 2 <= x < 62 and 2 <= y < 62:
+                assert masks[row][y, x] == 1
+                # Pt (Z = 78) outshines 12 Å of carbon: a local maximum of the image
+                window = images[row][y - 2 : y + 3, x - 2 : x + 3]
+                assert images[row][y, x] >= np.percentile(window, 60)
+        assert set(np.unique(masks[row])) <= {0, 1}
+        atoms = table.column("atoms").to_pylist()[row]
+        assert {a["z_number"] for a in atoms} == {78}  # the support is never a site
