@@ -647,9 +647,9 @@ def predict_command(
         if split is not None:
             if pairs is None:
                 raise ValueError("--split needs --pairs")
-            from hpcbench.datasets.importer import _read_pairs
+            from hpcbench.datasets.importer import read_pairs
 
-            table = _read_pairs(pairs)
+            table = read_pairs(pairs)
             chosen = [p for p in chosen if table.get(p.name, ("", ""))[1] == split]
             if not chosen:
                 raise ValueError(f"no image is in split {split!r} of {pairs}")
@@ -787,15 +787,33 @@ def show_command(
     typer.echo(f"wrote {path}")
 
 
+LATTICE_HELP = "the hexagonal lattice imaged: graphene, hBN, MoS2, MoSe2, WS2, WSe2 or a=<Å>."
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        help="Path of the image in each HDF5 file (needed when a file holds several).",
+        show_default=False,
+    ),
+]
+
+
 @app.command("import-images")
 def import_images_command(
     source_dir: Annotated[
         Path,
-        typer.Argument(help="Folder of TIFF/PNG/NPY (DM3/DM4/EMD) images.", show_default=False),
+        typer.Argument(
+            help="Folder of TIFF/PNG/NPY/HDF5 (DM3/DM4/EMD) images.", show_default=False
+        ),
     ],
     pixel_size: Annotated[
-        float,
-        typer.Option("--pixel-size", help="Pixel size of the images [Å].", show_default=False),
+        str,
+        typer.Option(
+            "--pixel-size",
+            help="Pixel size of the images [Å], a CSV of one per image (columns image, "
+            "pixel_size), or auto (measured from --lattice).",
+            show_default=False,
+        ),
     ],
     name: Annotated[str, typer.Option("--name", help="Dataset name.", show_default=False)],
     labels: Annotated[
@@ -825,6 +843,13 @@ def import_images_command(
     label_radius: Annotated[
         float, typer.Option("--label-radius", help="Mask disk radius around each site [Å].")
     ] = 0.6,
+    dataset: DatasetOpt = None,
+    lattice: Annotated[
+        str | None,
+        typer.Option(
+            "--lattice", help="With --pixel-size auto: " + LATTICE_HELP, show_default=False
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing dataset directory.")
     ] = False,
@@ -845,11 +870,49 @@ def import_images_command(
             label_radius=label_radius,
             patch=size,
             pairs_csv=pairs,
+            dataset=dataset,
+            lattice=lattice,
             overwrite=overwrite,
         )
     except ImageImportError as exc:
         raise UserError(*exc.lines) from None
     typer.echo(result.summary())
+
+
+@app.command("calibrate")
+def calibrate_command(
+    images: Annotated[
+        list[Path], typer.Argument(help="Images of a hexagonal lattice.", show_default=False)
+    ],
+    lattice: Annotated[str, typer.Option("--lattice", help=LATTICE_HELP, show_default=False)],
+    dataset: DatasetOpt = None,
+) -> None:
+    """Measure each image's pixel size from the first-order ring of a known lattice."""
+    from hpcbench.datasets.importer import read_image
+    from hpcbench.metrics.lattice import calibrate_pixel_size, parse_lattice
+
+    try:
+        chosen = parse_lattice(lattice)
+    except ValueError as exc:
+        raise UserError(f"calibrate: {exc}") from None
+    typer.echo(
+        f"{chosen.name}: a = {chosen.a:g} Å, first-order {{10-10}} spacing "
+        f"{chosen.first_order:.4g} Å"
+    )
+    failed = []
+    for path in images:
+        hdf5 = path.suffix.lower() in (".h5", ".hdf5")
+        try:
+            found = calibrate_pixel_size(read_image(path, dataset if hdf5 else None), chosen)
+        except ValueError as exc:
+            failed.append(f"{path}: {exc}")
+            continue
+        typer.echo(
+            f"{path}: spacing {found.spacing:.4f} px -> pixel size {found.pixel_size:.5g} Å/px "
+            f"({found.reflections} reflections, {found.contrast:.3g}x over background)"
+        )
+    if failed:
+        raise UserError(*failed)
 
 
 def _report(exc: BaseException) -> int:

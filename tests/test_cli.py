@@ -1,4 +1,4 @@
-"""The generate, verify and show commands, in-process through ``hpcbench.cli.main``."""
+"""The generate, verify, show and calibrate commands, in-process through ``hpcbench.cli.main``."""
 
 from __future__ import annotations
 
@@ -432,3 +432,28 @@ def test_ctrl_c_stops_train_with_exit_130_and_the_same_command_goes_on(tmp_path:
     keys = [run.data.tags["hpcbench.trial_key"] for run in runs]
     assert len(keys) == len(set(keys)) == 4
     assert all(run.data.tags.get("hpcbench.complete") == "true" for run in runs)
+
+
+def test_calibrate_prints_spacing_and_pixel_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d100 = 2.46 * np.sqrt(3) / 2  # graphene's {10-10} spacing [Å]
+    rows, cols = np.mgrid[0:256, 0:256] * 0.15  # [Å] at 0.15 Å/px
+    waves = [np.cos(2 * np.pi * (cols * np.cos(t) + rows * np.sin(t)) / d100)
+             for t in np.radians([17.0, 77.0, 137.0])]  # fmt: skip
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "lattice.npy", rng.poisson(20 * (3.0 + sum(waves))))
+    np.save(tmp_path / "noise.npy", rng.poisson(20.0, (128, 128)))
+    assert main(["calibrate", str(tmp_path / "lattice.npy"), "--lattice", "graphene"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "graphene: a = 2.46 Å, first-order {10-10} spacing 2.13 Å"
+    found = re.fullmatch(r".*lattice.npy: spacing (\S+) px -> pixel size (\S+) Å/px \(6 .*", out[1])
+    assert found is not None, out[1]
+    assert float(found.group(1)) == pytest.approx(d100 / 0.15, rel=0.01)
+    assert float(found.group(2)) == pytest.approx(0.15, rel=0.01)
+    assert main(["calibrate", str(tmp_path / "noise.npy"), "--lattice", "a=2.46"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{tmp_path / 'noise.npy'}: no spectral peak stands out")
+    assert "\n" not in err
+    assert main(["calibrate", str(tmp_path / "lattice.npy"), "--lattice", "gold"]) == 2
+    assert "calibrate: lattice 'gold': not one of graphene" in capsys.readouterr().err

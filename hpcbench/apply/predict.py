@@ -128,18 +128,18 @@ def label_files(
     ValueError
         Naming the first image without a label file.
     """
-    from hpcbench.datasets.importer import _label_file_for, _read_pairs
+    from hpcbench.datasets.importer import label_file_for, read_pairs
 
     if not labels.is_dir():
         raise ValueError(f"labels {labels} is not a folder")
-    table = _read_pairs(pairs) if pairs is not None else None
+    table = read_pairs(pairs) if pairs is not None else None
     found: dict[Path, Path] = {}
     for image in images:
         if table is not None:
             entry = table.get(image.name)
             path = labels / entry[0] if entry else None
         else:
-            path = _label_file_for(image, labels)
+            path = label_file_for(image, labels)
         if path is None or not path.is_file():
             where = f"in {pairs}" if pairs is not None else f"in {labels}"
             raise ValueError(f"no label file for {image.name} {where}")
@@ -148,12 +148,12 @@ def label_files(
 
 
 def _read_points(path: Path) -> NDArray[np.float64]:
-    from hpcbench.datasets.importer import _read_label_csv
+    from hpcbench.datasets.importer import read_label_csv
 
     if path.suffix.lower() != ".csv":
         raise ValueError(f"{path}: predict reads CSV labels (X, Y columns) only")
     try:
-        labels = _read_label_csv(path, ["atom"])
+        labels = read_label_csv(path, ["atom"])
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     return np.column_stack([labels.x, labels.y]).astype(np.float64)

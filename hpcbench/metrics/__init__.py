@@ -27,15 +27,24 @@ from hpcbench.metrics.fid import (
     fid,
     frechet_distance,
 )
-from hpcbench.metrics.lattice import lattice_spacing
+from hpcbench.metrics.lattice import (
+    Calibration,
+    Lattice,
+    calibrate_pixel_size,
+    lattice_spacing,
+    parse_lattice,
+)
 from hpcbench.metrics.segmentation import confusion_matrix, segmentation_scores
 
 __all__ = [
+    "Calibration",
     "DetectionCounts",
     "FIDResult",
     "FeatureExtractor",
     "InceptionFeatures",
+    "Lattice",
     "SpectralFeatures",
+    "calibrate_pixel_size",
     "confusion_matrix",
     "detection_counts",
     "feature_statistics",
@@ -48,6 +57,7 @@ __all__ = [
     "kl_divergence",
     "lattice_spacing",
     "match_points",
+    "parse_lattice",
     "power_spectrum_distance",
     "radial_power_spectrum",
     "saturate_normalize",

@@ -463,14 +463,27 @@ class ImportSpec(Spec):
     ``path`` is the folder of images, ``labels`` a folder of label files (CSVs of
     ``X``/``Y`` [px] or masks) and ``pairs`` a CSV pairing images with label files;
     relative paths are relative to the study file's folder. ``pixel_size`` [Å] is that
-    of the source images; ``target_pixel_size`` [Å] resamples them; ``patch`` [px] cuts
-    them into non-overlapping ``(rows, cols)`` tiles (the rows of one image stay
-    together in splits); ``classes`` names the label values 1, 2, ...;
-    ``label_radius`` [Å] is the disk drawn around each labelled site.
+    of the source images, or a CSV of one per image (columns ``image``, ``pixel_size``),
+    or ``auto``: measured on each image from the first-order ring of ``lattice``
+    (``graphene``, ``WSe2``, ``MoS2``, ... or ``a=<Å>``); ``target_pixel_size`` [Å]
+    resamples them (required when they differ); ``patch`` [px] cuts them into
+    non-overlapping ``(rows, cols)`` tiles (the rows of one image stay together in
+    splits); ``classes`` names the label values 1, 2, ...; ``label_radius`` [Å] is the
+    disk drawn around each labelled site; ``dataset`` is the path of the image in each
+    HDF5 file (needed when a file holds several).
     """
 
     path: Annotated[str, Field(min_length=1)]
-    pixel_size: PositiveFloat
+    # A number [Å] or a string (a CSV's path or "auto"); tagged so that a bad number
+    # fails once, as a number ("value": a union tag load.py leaves out of locations).
+    pixel_size: Annotated[
+        Annotated[PositiveFloat, Tag("value")] | Annotated[str, Tag("file")],
+        Discriminator(
+            lambda v: "file" if isinstance(v, str) else None if isinstance(v, bool) else "value",
+            custom_error_type="pixel_size",
+            custom_error_message="must be a number [Å], a CSV file of them or auto",
+        ),
+    ]
     target_pixel_size: PositiveFloat | None = None
     labels: Annotated[str, Field(min_length=1)] | None = None
     pairs: Annotated[str, Field(min_length=1)] | None = None
@@ -479,11 +492,22 @@ class ImportSpec(Spec):
         list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=255)
     ] = Field(default_factory=lambda: ["atom"])
     label_radius: NonNegativeFloat = 0.6
+    dataset: Annotated[str, Field(min_length=1)] | None = None
+    lattice: Annotated[str, Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
         if len(set(self.classes)) != len(self.classes):
             raise ValueError("classes must not repeat")
+        return self
+
+    @model_validator(mode="after")
+    def _lattice_with_auto(self) -> Self:
+        auto = isinstance(self.pixel_size, str) and self.pixel_size.strip().lower() == "auto"
+        if auto and self.lattice is None:
+            raise ValueError("pixel_size auto needs a lattice (graphene, WSe2, ... or a=<Å>)")
+        if self.lattice is not None and not auto:
+            raise ValueError("lattice is only used with pixel_size: auto")
         return self
 
     def importer_arguments(self) -> dict[str, Any]:
@@ -496,13 +520,30 @@ class ImportSpec(Spec):
             "patch": self.patch,
             "pairs_csv": self.pairs,
             "class_names": self.classes,
+            "dataset": self.dataset,
+            "lattice": self.lattice,
         }
 
+    @property
+    def pixel_size_file(self) -> str | None:
+        """The CSV of per-image pixel sizes, if ``pixel_size`` names one."""
+        value = self.pixel_size
+        if not isinstance(value, str) or value.strip().lower() == "auto":
+            return None
+        try:
+            float(value)
+        except ValueError:
+            return value
+        return None
+
     def resolved(self, base_dir: Path) -> ImportSpec:
-        """A copy with relative ``path``/``labels``/``pairs`` made absolute under ``base_dir``."""
-        update = {
+        """A copy with relative ``path``/``labels``/``pairs``/pixel-size CSV made absolute."""
+        update: dict[str, Any] = {
             field: str((base_dir / value).resolve())
             for field in ("path", "labels", "pairs")
             if (value := getattr(self, field)) is not None and not Path(value).is_absolute()
         }
+        table = self.pixel_size_file
+        if table is not None and not Path(table).is_absolute():
+            update["pixel_size"] = str((base_dir / table).resolve())
         return self.model_copy(update=update) if update else self

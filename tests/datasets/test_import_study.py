@@ -169,3 +169,54 @@ def test_unreadable_import_is_a_one_line_error(
     assert err[0] == f"{study_file}: imports.bad: {folder}: cannot import 1 file(s):"
     assert err[1].startswith(str(folder / "a.npy")) and "not a 2-D image" in err[1]
     assert not (tmp_path / "r").exists()
+
+
+def test_study_imports_hdf5_with_a_pixel_size_csv(tmp_path: Path) -> None:
+    """``pixel_size: CSV`` relative to the study file, ``dataset:`` for HDF5, and identity."""
+    import h5py
+
+    from hpcbench.plan import make_plan
+    from hpcbench.study import StudyError, load_study
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for stem, shape in (("coarse", (40, 60)), ("fine", (80, 120))):
+        with h5py.File(images / f"{stem}.h5", "w") as handle:
+            handle["haadf"] = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+            handle["adf"] = np.ones(shape, np.float32)
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    (folder / "sizes.csv").write_text("image,pixel_size\ncoarse,0.5\nfine.h5,0.25\n")
+    study_file = folder / "real.yaml"
+    study_file.write_text(
+        "name: real\n"
+        "datasets:\n"
+        "  sim: {structure: {kind: mx2}, simulation: {method: incoherent},\n"
+        "        labels: {classes: [dopant]}, size: 8}\n"
+        "imports:\n"
+        "  two: {path: ../images, pixel_size: sizes.csv, target_pixel_size: 0.5,\n"
+        "        dataset: /haadf}\n"
+    )
+    study = load_study(study_file)
+    spec = study.imports["two"]
+    assert spec.pixel_size == str((folder / "sizes.csv").resolve())
+    record = import_record(
+        images,
+        name="two",
+        pixel_size=folder / "sizes.csv",
+        target_pixel_size=0.5,
+        dataset="/haadf",
+    )
+    assert make_plan(study).dataset_hash("two") == record.hash
+    assert record.shape == (40, 60) and record.spec["dataset"] == "/haadf"
+    for text, message in [
+        ("pixel_size: auto", "imports.two: pixel_size auto needs a lattice"),
+        ("pixel_size: 0.3, lattice: graphene", "lattice is only used with pixel_size: auto"),
+        ("pixel_size: -1", "imports.two.pixel_size: must be > 0"),
+    ]:
+        study_file.write_text(
+            study_file.read_text().split("  two:")[0] + f"  two: {{path: ../images, {text}}}\n"
+        )
+        with pytest.raises(StudyError) as info:
+            load_study(study_file)
+        assert len(info.value.lines) == 1 and message in info.value.lines[0], info.value.lines

@@ -128,6 +128,7 @@ def test_png_and_npy_inputs(tmp_path: Path) -> None:
     iio.imwrite(source / "a.png", rng.integers(0, 65535, (40, 60), dtype=np.uint16))
     np.save(source / "b.npy", rng.random((40, 60)))
     (labels / "a.csv").write_text("x,y,class\n10,5,atom\n59.4,39.4,atom\n")
+    (labels / "b.csv").write_text("x,y,class\n")  # every image labelled; b has no atoms
     result = import_images(
         source, tmp_path / "out", name="mix", pixel_size=1.0, labels_dir=labels, label_radius=1.0
     )
