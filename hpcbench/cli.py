@@ -504,9 +504,34 @@ def ui_command(
             show_default=False,
         ),
     ] = None,
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(
+            "--allowed-hosts",
+            help="Host headers the UI answers, comma-separated, wildcards allowed (MLflow's "
+            "--allowed-hosts; default localhost and private addresses).",
+            show_default=False,
+        ),
+    ] = None,
+    auth: Annotated[
+        bool | None,
+        typer.Option(
+            "--auth/--no-auth",
+            help="MLflow's basic-auth login (user admin, password from "
+            "MLFLOW_AUTH_ADMIN_PASSWORD; needs mlflow[auth]). Default: required when --host "
+            "is beyond this machine; --no-auth serves there without it.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Start the MLflow UI on the study store (127.0.0.1 unless --host is given)."""
-    import subprocess
+    """Start the MLflow UI on the study store (127.0.0.1 unless --host is given).
+
+    Prints a link per study to its runs grouped by condition, with the axis columns.
+    Ctrl-C or SIGTERM stops the MLflow server and everything it started (it runs in its
+    own process group, which gets the signal); exit code 130 after Ctrl-C, 143 after
+    SIGTERM, 2 for a busy port or a missing login, the server's own if it fails.
+    """
+    import os
 
     uri = _tracking_uri(root, tracking_uri)
     if uri.startswith(("http://", "https://")):
@@ -514,24 +539,232 @@ def ui_command(
         return
     _require_store(uri)
     bind = host or "127.0.0.1"
-    if host is not None and host not in ("127.0.0.1", "localhost", "::1"):
+    local = _is_loopback(bind)
+    login = not local if auth is None else auth
+    env = dict(os.environ)
+    # MLflow's job runner serves GenAI features (judges, trace jobs) hpcbench does not use;
+    # it adds a dozen busy processes (huey consumers) to the server.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    if login:
+        env.update(_ui_login(uri, root, bind))
+    elif not local:
         typer.echo(
-            f"warning: binding the MLflow UI to {host}: it has no authentication, anyone who "
-            "can reach this port can read and delete runs",
+            f"warning: serving the MLflow UI on {bind} without a login (--no-auth): anyone "
+            f"who can reach port {port} can read and delete runs",
             err=True,
         )
+    _ui_port_free(bind, port)
     shown = f"[{bind}]" if ":" in bind else bind
-    typer.echo(f"MLflow UI for {uri} at http://{shown}:{port} (Ctrl-C stops it)")
+    base = f"http://{shown}:{port}"
+    typer.echo(f"MLflow UI for {uri} at {base} (Ctrl-C stops it)")
+    if login:
+        user = env.get("MLFLOW_AUTH_ADMIN_USERNAME") or "admin"
+        typer.echo(f"  log in as {user} with the password of MLFLOW_AUTH_ADMIN_PASSWORD")
+    for study, link in _ui_links(uri):
+        typer.echo(f"  {study}: {base}/{link}")
     command = [
-        sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
         "--host", bind, "--port", str(port),
     ]  # fmt: skip
-    try:
-        code = subprocess.call(command)
-    except KeyboardInterrupt:
-        code = 0
+    if allowed_hosts:
+        command += ["--allowed-hosts", allowed_hosts]
+    if login:
+        command += ["--app-name", "basic-auth"]
+    code = _serve_group(command, env)
     if code:
         raise typer.Exit(code)
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (``localhost``, 127.0.0.0/8, ``::1``)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _ui_login(uri: str, root: Path, bind: str) -> dict[str, str]:
+    """Environment for MLflow's basic auth, checked first (one-line errors).
+
+    Users live in ``mlflow-auth.db`` beside a SQLite store (else under ``root``), named
+    by ``mlflow-auth.ini`` there (MLflow's default is a file in the working directory);
+    ``MLFLOW_AUTH_CONFIG_PATH``, if set, is used as it is. MLflow creates the admin on
+    first start from ``MLFLOW_AUTH_ADMIN_PASSWORD`` (at least 12 characters). The
+    login form's CSRF key (``MLFLOW_FLASK_SERVER_SECRET_KEY``) is made per start unless set.
+    """
+    import importlib.util
+    import os
+    import secrets
+
+    why = f"a login for the MLflow UI on {bind}"
+    if importlib.util.find_spec("flask_wtf") is None:
+        raise UserError(
+            f"{why} needs MLflow's auth extra: pip install 'mlflow[auth]', or pass --no-auth"
+        )
+    key = os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY") or secrets.token_hex(32)
+    env = {"MLFLOW_FLASK_SERVER_SECRET_KEY": key}
+    if os.environ.get("MLFLOW_AUTH_CONFIG_PATH"):
+        return env
+    folder = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else root
+    database = folder / "mlflow-auth.db"
+    password = os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD", "")
+    if not database.is_file() and len(password) < 12:
+        raise UserError(
+            f"{why} needs an admin password of at least 12 characters in "
+            "MLFLOW_AUTH_ADMIN_PASSWORD (user admin, or MLFLOW_AUTH_ADMIN_USERNAME), or "
+            "pass --no-auth"
+        )
+    config = folder / "mlflow-auth.ini"
+    if not config.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            "[mlflow]\n"
+            "default_permission = READ\n"
+            f"database_uri = sqlite:///{database.resolve()}\n"
+            "admin_username = admin\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+    return {**env, "MLFLOW_AUTH_CONFIG_PATH": str(config.resolve())}
+
+
+def _ui_port_free(bind: str, port: int) -> None:
+    """Raise a one-line :class:`UserError` if ``bind:port`` cannot be listened on."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise UserError(f"--host {bind}: {exc.strerror}") from None
+    with socket.socket(family, kind, proto) as probe:
+        # As the server will: a port whose last listener closed (TIME_WAIT) is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UserError(
+                    f"port {port} on {bind} is in use (another MLflow UI?): choose another "
+                    "with --port"
+                ) from None
+            raise UserError(f"cannot listen on {bind} port {port}: {exc.strerror}") from None
+
+
+def _ui_links(uri: str) -> list[tuple[str, str]]:
+    """(study, URL fragment) of each study's runs view (:func:`hpcbench.tracking.runs_view`)."""
+    from hpcbench.tracking import client_for, runs_view
+
+    client = client_for(uri)
+    links = []
+    for experiment in client.search_experiments():
+        view = runs_view(client, experiment.experiment_id)
+        if view is not None:
+            links.append(
+                (
+                    experiment.name,
+                    f"#/experiments/{experiment.experiment_id}/runs?viewStateShareKey={view}"
+                    "&workflowType=machine_learning",
+                )
+            )
+    return links
+
+
+def _serve_group(command: list[str], env: dict[str, str]) -> int:
+    """Run a server in its own process group until it ends or we get SIGINT/SIGTERM.
+
+    The signal goes to the whole group (the MLflow server, its web workers and job
+    runner), a second one or 15 s without stopping kill it; whatever of the group is left
+    afterwards is stopped too. Returns 130 after SIGINT, 128 + the signal after SIGTERM,
+    else the server's exit code (1 if it stopped by itself with 0: a server ends only
+    when told to, or when it could not start).
+    """
+    import signal
+    import subprocess
+    import threading
+
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+    group = process.pid  # start_new_session: the group's id is the child's pid
+    received: list[int] = []
+    timer = threading.Timer(15.0, _signal_group, (group, signal.SIGKILL))
+    timer.daemon = True
+
+    def forward(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            _signal_group(group, signum)
+            timer.start()
+        else:
+            _signal_group(group, signal.SIGKILL)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        timer.cancel()
+        _stop_group(group)
+    if received:
+        return 130 if received[0] == signal.SIGINT else 128 + received[0]
+    if code == 0:
+        typer.echo("error: the MLflow server stopped by itself (see its output above)", err=True)
+        return 1
+    return code if code > 0 else 128 - code
+
+
+def _signal_group(group: int, signum: int) -> None:
+    import contextlib
+    import os
+
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
+        os.killpg(group, signum)
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of ``group`` is running (zombies left to init do not count)."""
+    import os
+
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").is_file():
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[2] == str(group) and fields[0] != "Z":
+            return True
+    return False
+
+
+def _stop_group(group: int, grace: float = 10.0) -> None:
+    """SIGTERM what is left of a process group, SIGKILL it after ``grace`` seconds."""
+    import signal
+    import time
+
+    if not _group_alive(group):
+        return
+    _signal_group(group, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _group_alive(group):
+        if time.monotonic() > deadline:
+            _signal_group(group, signal.SIGKILL)
+            return
+        time.sleep(0.1)
 
 
 @app.command("predict")
@@ -850,6 +1083,12 @@ def import_images_command(
             "--lattice", help="With --pixel-size auto: " + LATTICE_HELP, show_default=False
         ),
     ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split", help="Only the images --pairs puts in this split.", show_default=False
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing dataset directory.")
     ] = False,
@@ -872,6 +1111,7 @@ def import_images_command(
             pairs_csv=pairs,
             dataset=dataset,
             lattice=lattice,
+            split=split,
             overwrite=overwrite,
         )
     except ImageImportError as exc:

@@ -684,6 +684,7 @@ def import_images(
     class_names: Sequence[str] = ("atom",),
     dataset: str | None = None,
     lattice: str | None = None,
+    split: str | None = None,
     overwrite: bool = False,
 ) -> ImportResult:
     """Import a folder of microscope images as a Parquet dataset ``out_dir/NAME-HASH``.
@@ -732,6 +733,8 @@ def import_images(
     lattice : str, optional
         With ``pixel_size="auto"`` only: the hexagonal lattice imaged (``graphene``,
         ``WSe2``, ``MoS2``, ... or ``a=<Å>``, :func:`hpcbench.metrics.lattice.parse_lattice`).
+    split : str, optional
+        Import only the images ``pairs_csv`` puts in this split (e.g. ``test``).
     overwrite : bool
         Replace an existing non-empty dataset directory (otherwise an error).
 
@@ -761,6 +764,7 @@ def import_images(
         class_names=class_names,
         dataset=dataset,
         lattice=lattice,
+        split=split,
     )
     return _store(_prepare(request), Path(out_dir), overwrite=overwrite, began=began)
 
@@ -778,6 +782,7 @@ def import_record(
     class_names: Sequence[str] = ("atom",),
     dataset: str | None = None,
     lattice: str | None = None,
+    split: str | None = None,
 ) -> ImportRecord:
     """What :func:`import_images` would record for these files, without writing anything.
 
@@ -790,7 +795,7 @@ def import_record(
     Parameters
     ----------
     source_dir, name, pixel_size, target_pixel_size, labels_dir, label_radius, patch, \
-pairs_csv, class_names, dataset, lattice
+pairs_csv, class_names, dataset, lattice, split
         As for :func:`import_images` [Å for sizes and radius, px for ``patch``].
 
     Returns
@@ -814,6 +819,7 @@ pairs_csv, class_names, dataset, lattice
         class_names=class_names,
         dataset=dataset,
         lattice=lattice,
+        split=split,
     )
     key = request.cache_key()
     cached = _RECORDS.get(key)
@@ -863,6 +869,7 @@ class _Request:
     class_names: tuple[str, ...]
     dataset: str | None
     lattice: str | None
+    split: str | None
 
     @classmethod
     def of(
@@ -879,6 +886,7 @@ class _Request:
         class_names: Sequence[str],
         dataset: str | None,
         lattice: str | None,
+        split: str | None = None,
     ) -> _Request:
         return cls(
             source=Path(source_dir),
@@ -892,6 +900,7 @@ class _Request:
             class_names=tuple(class_names),
             dataset=dataset,
             lattice=lattice,
+            split=split,
         )
 
     @property
@@ -920,6 +929,7 @@ class _Request:
             self.class_names,
             self.dataset,
             self.lattice,
+            self.split,
             _file_stamps(self.source, self.labels_dir, self.pairs_csv, table),
         )
 
@@ -976,6 +986,14 @@ def _prepare(request: _Request) -> _Prepared:
             if image not in by_name
         ]
         images = [path for path in images if path.name in pairs]
+        if request.split is not None:
+            images = [path for path in images if pairs[path.name][1] == request.split]
+            if not images:
+                known = sorted({split for _, split in pairs.values() if split})
+                raise ImageImportError(
+                    f"{source}: no image is in split {request.split!r} of {pairs_name} "
+                    f"(splits: {', '.join(known) or 'none'})"
+                )
     if not images and not problems:
         raise ImageImportError(f"{source}: no images ({', '.join(IMAGE_SUFFIXES)}) to import")
     if request.dataset is not None and not any(p.suffix.lower() in _HDF5_SUFFIXES for p in images):
@@ -1113,6 +1131,8 @@ def _check_parameters(request: _Request) -> str | None:
         wrong.append("class names: need 1 to 255 names")
     if request.dataset is not None and not request.dataset.strip():
         wrong.append("dataset: must be a non-empty HDF5 path")
+    if request.split is not None and request.pairs_csv is None:
+        wrong.append(f"split {request.split!r}: needs a pairs CSV with a split column")
     if wrong:
         raise ImageImportError("invalid import parameters:", wrong)
     return lattice
@@ -1213,7 +1233,7 @@ def _spec(
 ) -> dict[str, Any]:
     """The import record's spec.
 
-    The keys of options not used (``dataset``, ``lattice``, per-image pixel sizes) are
+    The keys of options not used (``dataset``, ``lattice``, ``split``, per-image pixel sizes) are
     absent, so adding an option kept the hash of every import that does not use it.
     """
     source, labels_root, table = request.source, request.labels_dir, request.pixel_table
@@ -1256,6 +1276,8 @@ def _spec(
         spec["lattice"] = {"name": lattice, "a": parse_lattice(lattice).a}
     if request.dataset is not None:
         spec["dataset"] = request.dataset
+    if request.split is not None:
+        spec["split"] = request.split
     return spec
 
 

@@ -470,7 +470,8 @@ class ImportSpec(Spec):
     non-overlapping ``(rows, cols)`` tiles (the rows of one image stay together in
     splits); ``classes`` names the label values 1, 2, ...; ``label_radius`` [Å] is the
     disk drawn around each labelled site; ``dataset`` is the path of the image in each
-    HDF5 file (needed when a file holds several).
+    HDF5 file (needed when a file holds several); ``split`` imports only the images
+    ``pairs`` puts in that split (e.g. ``test``).
     """
 
     path: Annotated[str, Field(min_length=1)]
@@ -494,6 +495,7 @@ class ImportSpec(Spec):
     label_radius: NonNegativeFloat = 0.6
     dataset: Annotated[str, Field(min_length=1)] | None = None
     lattice: Annotated[str, Field(min_length=1)] | None = None
+    split: Annotated[str, Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
@@ -508,6 +510,8 @@ class ImportSpec(Spec):
             raise ValueError("pixel_size auto needs a lattice (graphene, WSe2, ... or a=<Å>)")
         if self.lattice is not None and not auto:
             raise ValueError("lattice is only used with pixel_size: auto")
+        if self.split is not None and self.pairs is None:
+            raise ValueError("split needs pairs (a CSV with a split column)")
         return self
 
     def importer_arguments(self) -> dict[str, Any]:
@@ -522,6 +526,7 @@ class ImportSpec(Spec):
             "class_names": self.classes,
             "dataset": self.dataset,
             "lattice": self.lattice,
+            "split": self.split,
         }
 
     @property

@@ -303,6 +303,32 @@ def test_pairs_row_without_a_label_file_is_an_error(tmp_path: Path) -> None:
     ]
 
 
+def test_split_imports_only_the_images_of_that_split(tmp_path: Path) -> None:
+    source, labels = tmp_path / "in", tmp_path / "labels"
+    source.mkdir()
+    labels.mkdir()
+    for stem, offset in (("a", 0.0), ("b", 5.0), ("c", 9.0)):
+        np.save(source / f"{stem}.npy", _ramp(16, 16, offset))
+        (labels / f"{stem}.csv").write_text("X,Y\n3,4\n")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "Filename,Coords,Split\na.npy,a.csv,train\nb.npy,b.csv,test\nc.npy,c.csv,test\n"
+    )
+    common = {"pixel_size": 1.0, "labels_dir": labels, "pairs_csv": pairs}
+    test = import_images(source, tmp_path / "out", name="t", split="test", **common)
+    table = read_dataset(test.directory)
+    assert table.column("source_file").to_pylist() == ["b.npy", "c.npy"]
+    assert set(table.column("split").to_pylist()) == {"test"}
+    np.testing.assert_array_equal(images_to_numpy(table)[0], _ramp(16, 16, 5.0))
+    # the split is part of the identity: all images hash differently
+    every = import_images(source, tmp_path / "out", name="t", **common)
+    assert every.hash != test.hash and every.images == 3
+    with pytest.raises(ImageImportError, match=r"no image is in split 'val' .*splits: test, train"):
+        import_images(source, tmp_path / "out", name="t", split="val", **common)
+    with pytest.raises(ImageImportError, match="needs a pairs CSV"):
+        import_images(source, tmp_path / "out", name="t", pixel_size=1.0, split="test")
+
+
 def test_public_label_helpers(tmp_path: Path) -> None:
     (tmp_path / "img_7_Results.csv").write_text("X,Y,class\n1.5,2,dopant\n4,5,2\n6,7,\n")
     (tmp_path / "img_7.csv").write_text("X,Y\n")
