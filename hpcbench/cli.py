@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -962,7 +962,13 @@ def compare_sets_command(
         int, typer.Option("--limit", min=2, help="At most N images per set (a seeded sample).")
     ] = 2000,
 ) -> None:
-    """Distances between two datasets' images: FID (spectral-v1), histogram KL, spectra."""
+    """Distances between two datasets' images: FID (spectral-v1), histogram KL, spectra.
+
+    Also, when both record their pixel size, label-free frame statistics (peak contrast
+    and SNR, slow background, counts-equivalent; metrics.frame_statistics) per set, on
+    tiles of the smaller frame shape, and the share of B's frames inside A's range:
+    how to check that a simulation's corruption ranges cover real frames.
+    """
     import numpy as np
 
     from hpcbench.datasets.read import read_dataset
@@ -970,9 +976,12 @@ def compare_sets_command(
     from hpcbench.metrics import fid, histogram_kl, power_spectrum_distance
 
     stacks = []
+    pixel_sizes: list[float | None] = []
     for directory in (first, second):
-        table = read_dataset(directory, columns=[column])
+        table = read_dataset(directory)
         images = np.asarray(images_to_numpy(table, column), dtype=np.float64)
+        sizes = table.column("pixel_size").to_numpy() if "pixel_size" in table.column_names else []
+        pixel_sizes.append(float(np.median(sizes)) if len(sizes) else None)
         if len(images) > limit:
             pick = np.random.default_rng(0).choice(len(images), limit, replace=False)
             images = images[np.sort(pick)]
@@ -987,6 +996,48 @@ def compare_sets_command(
     typer.echo(
         f"  power-spectrum distance (RMS log10)           {power_spectrum_distance(a, b):.6g}"
     )
+    if None not in pixel_sizes:
+        for line in _frame_statistics_lines(a, b, pixel_sizes):  # type: ignore[arg-type]
+            typer.echo(line)
+
+
+def _tiles(images: Any, shape: tuple[int, int]) -> Any:
+    """Non-overlapping ``shape`` tiles of every image (the remainder is dropped)."""
+    import numpy as np
+
+    rows, cols = shape
+    _, height, width = images.shape
+    tiles = [
+        images[:, r : r + rows, c : c + cols]
+        for r in range(0, height - rows + 1, rows)
+        for c in range(0, width - cols + 1, cols)
+    ]
+    return np.concatenate(tiles) if tiles else images[:0, :rows, :cols]
+
+
+def _frame_statistics_lines(a: Any, b: Any, pixel_sizes: list[float]) -> list[str]:
+    """Percentiles of the frame statistics of A and B and B's share inside A's range."""
+    import numpy as np
+
+    from hpcbench.metrics import FRAME_STATISTICS, frame_statistics
+
+    shape = (min(a.shape[1], b.shape[1]), min(a.shape[2], b.shape[2]))
+    stats = [
+        frame_statistics(_tiles(x, shape), pixel_size=p)
+        for x, p in zip((a, b), pixel_sizes, strict=True)
+    ]
+    lines = [
+        f"  frame statistics on {shape[0]}x{shape[1]} px tiles (p10 / p50 / p90; "
+        "B inside A's p1-p99):"
+    ]
+    for name in FRAME_STATISTICS:
+        va, vb = stats[0][name], stats[1][name]
+        lo, hi = np.percentile(va, [1, 99])
+        inside = float(np.mean((vb >= lo) & (vb <= hi)))
+        pa = " / ".join(f"{v:.3g}" for v in np.percentile(va, [10, 50, 90]))
+        pb = " / ".join(f"{v:.3g}" for v in np.percentile(vb, [10, 50, 90]))
+        lines.append(f"    {name:14s} A {pa:22s} B {pb:22s} {inside:4.0%}")
+    return lines
 
 
 @app.command("verify")

@@ -320,6 +320,7 @@ def test_compare_sets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     same = capsys.readouterr().out.splitlines()
     assert abs(float(same[1].split()[-1])) < 1e-6  # a set against itself
     assert abs(float(same[2].split()[-2])) < 1e-9 and float(same[3].split()[-1]) == 0.0
+    assert len(same) == 4  # no pixel_size column: no frame statistics
     # A noisier copy is farther by every measure.
     from hpcbench.datasets.read import read_dataset
     from hpcbench.datasets.schema import images_to_numpy
@@ -340,6 +341,32 @@ def test_compare_sets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     lines = capsys.readouterr().out.splitlines()
     assert float(lines[1].split()[-1]) > 0.1
     assert float(lines[2].split()[-2]) > 0.01 and float(lines[3].split()[-1]) > 0.01
+
+
+def test_compare_sets_frame_statistics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With pixel sizes: per-set percentiles, and how many of B's frames A's range covers."""
+    rng = np.random.default_rng(3)
+    directories = []
+    for name, rate in (("low", 50.0), ("high", 800.0)):
+        frames = rng.poisson(rate, size=(12, 64, 64)).astype(np.float32)
+        table = pa.table(
+            {
+                "sample_id": pa.array(np.arange(12)),
+                "image": tensor_column(frames),
+                "pixel_size": pa.array(np.full(12, 0.3)),
+            }
+        )
+        write_shard(table, tmp_path / name)
+        directories.append(str(tmp_path / name))
+    assert main(["compare-sets", *directories]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[4].startswith("  frame statistics on 64x64 px tiles")
+    rows = {line.split()[0]: line for line in lines[5:9]}
+    assert list(rows) == ["peak_contrast", "peak_snr", "low_frequency", "counts"]
+    counts = rows["counts"].split()
+    # counts-equivalent = Poisson rate: ~50 for A, ~800 for B, none of B inside A
+    assert 45 < float(counts[4]) < 55 and 720 < float(counts[8]) < 880
+    assert counts[-1] == "0%"
 
 
 @pytest.mark.slow

@@ -11,6 +11,8 @@ from hpcbench.metrics.detection import (
     site_scores,
 )
 from hpcbench.metrics.distributions import (
+    FRAME_STATISTICS,
+    frame_statistics,
     histogram_kl,
     intensity_histogram,
     kl_divergence,
@@ -37,6 +39,7 @@ from hpcbench.metrics.lattice import (
 from hpcbench.metrics.segmentation import confusion_matrix, segmentation_scores
 
 __all__ = [
+    "FRAME_STATISTICS",
     "Calibration",
     "DetectionCounts",
     "FIDResult",
@@ -51,6 +54,7 @@ __all__ = [
     "fid",
     "find_atoms",
     "find_class_atoms",
+    "frame_statistics",
     "frechet_distance",
     "histogram_kl",
     "intensity_histogram",

@@ -134,3 +134,31 @@ def test_power_spectrum_distance_zero_to_self_and_monotone_in_blur() -> None:
     assert 0 < distances[0] < distances[1] < distances[2]
     # different image sizes compare over the shared frequency range
     assert np.isfinite(power_spectrum_distance(sharp, _lattice(3, size=48, seed=8)))
+
+
+def test_frame_statistics_measure_counts_background_and_peaks() -> None:
+    """Known Poisson counts, slow background and blob heights are read back."""
+    from hpcbench.metrics import frame_statistics
+
+    rng = np.random.default_rng(0)
+    shape, pixel = (128, 128), 0.3
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(float)
+    flat = rng.poisson(50.0, size=(4, *shape)).astype(float)
+    stats = frame_statistics(flat, pixel_size=pixel)
+    np.testing.assert_allclose(stats["counts"], 50.0, rtol=0.05)
+    assert np.all(stats["low_frequency"] < 0.01)
+    # a slow cosine background of relative amplitude 0.3 (std 0.3 / √2), attenuated by
+    # the 10 Å (33 px) smoothing by exp(-2π² σ² / period²)
+    slow = 100.0 * (1.0 + 0.3 * np.cos(2 * np.pi * xx / 128.0))
+    sloped = frame_statistics(slow[None], pixel_size=pixel)
+    gain = np.exp(-2 * np.pi**2 * (10.0 / pixel) ** 2 / 128.0**2)
+    np.testing.assert_allclose(sloped["low_frequency"], 0.3 / np.sqrt(2) * gain, rtol=0.1)
+    # five Gaussian blobs (σ 2 px) of height 40 on a flat 100: smoothing at 0.6 Å (2 px)
+    # halves them (σ² / (σ² + σ_s²)), and the median background is the flat level
+    blobs = np.full(shape, 100.0)
+    for x, y in [(20, 20), (60, 30), (100, 100), (30, 90), (90, 60)]:
+        blobs += 40.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 2.0**2))
+    peaks = frame_statistics(blobs[None], pixel_size=pixel)
+    np.testing.assert_allclose(peaks["peak_contrast"], 20.0 / blobs.mean(), rtol=0.1)
+    with pytest.raises(ValueError, match="not positive"):
+        frame_statistics(-flat[:1], pixel_size=pixel)
