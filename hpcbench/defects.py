@@ -84,6 +84,8 @@ DEFECT_CODES: Final = MappingProxyType(
         # Atoms of an amorphous support: never labelled (no mask value, no coordinate),
         # the image background the heavy atoms sit on.
         "support": 15,
+        # Atoms of a nanoparticle (HRTEM, seed 001): labelled by its projected phase.
+        "particle": 16,
     }
 )
 DEFECT_NAMES: Final = MappingProxyType({code: name for name, code in DEFECT_CODES.items()})
