@@ -202,9 +202,26 @@ def test_train_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert not root.exists() and not ray.is_initialized()
 
 
-def test_ui_serves_the_study_store_on_loopback(tmp_path: Path) -> None:
+def _processes() -> dict[int, tuple[str, int, int]]:
+    """Running (not zombie) processes from /proc: pid → (state, parent, group)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                found[int(entry.name)] = (fields[0], int(fields[1]), int(fields[2]))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")
+def test_ui_serves_on_loopback_stops_with_its_server_and_refuses_a_busy_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real ``hpcbench ui``: serves; SIGTERM stops it and every process it started."""
     import json
-    import os
     import signal
     import socket
     import subprocess
@@ -227,7 +244,7 @@ def test_ui_serves_the_study_store_on_loopback(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180
         while True:
             try:
                 with urllib.request.urlopen(base + "/", timeout=2) as response:
@@ -245,15 +262,109 @@ def test_ui_serves_the_study_store_on_loopback(tmp_path: Path) -> None:
         with urllib.request.urlopen(request, timeout=10) as response:
             names = [e["name"] for e in json.loads(response.read())["experiments"]]
         assert "ui-study" in names
+        # The MLflow server runs in a process group of its own, with its web workers.
+        (server,) = [pid for pid, (_, parent, _) in _processes().items() if parent == process.pid]
+        served = [pid for pid, (_, _, group) in _processes().items() if group == server]
+        assert server in served and len(served) > 1 and process.pid not in served
+        # A second ui on the busy port: exit 2, one line naming the port, nothing started.
+        capsys.readouterr()
+        assert main(["ui", "--root", str(tmp_path), "--port", str(port)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            f"port {port} on 127.0.0.1 is in use (another MLflow UI?): choose another with --port"
+        ]
+        # SIGTERM to hpcbench alone (not its group) stops the server and all it started.
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 128 + signal.SIGTERM
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        if process.poll() is None:  # a failed check: stop it as a user would
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+    left = _processes()
+    assert [pid for pid in served if pid in left] == []
+    assert [pid for pid, (_, _, group) in left.items() if group == server] == []
+    with socket.socket() as client, pytest.raises(ConnectionRefusedError):
+        client.connect(("127.0.0.1", port))  # nothing listens on the port any more
     out = process.stdout.read().decode()  # type: ignore[union-attr]
     assert f"at http://127.0.0.1:{port}" in out
+
+
+def test_ui_refuses_to_serve_beyond_this_machine_without_a_login(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from hpcbench.tracking import client_for, default_tracking_uri
+
+    client_for(default_tracking_uri(tmp_path))  # an empty store
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("MLFLOW_AUTH_CONFIG_PATH", raising=False)
+    assert main(["ui", "--root", str(tmp_path), "--host", "0.0.0.0", "--port", "1"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD" in line and line.endswith("or pass --no-auth")
+    assert not (tmp_path / "mlflow-auth.ini").exists()
+    # --no-auth says what it means; a busy port still stops it before anything starts.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        command = ["ui", "--root", str(tmp_path), "--host", "0.0.0.0", "--no-auth"]
+        assert main([*command, "--port", str(port)]) == 2
+    warning, busy = capsys.readouterr().err.strip().splitlines()
+    assert warning.startswith("warning: serving the MLflow UI on 0.0.0.0 without a login")
+    assert busy.startswith(f"port {port} on 0.0.0.0 is in use")
+
+
+@pytest.mark.slow  # starts a real MLflow server with basic auth: 15-60 s
+def test_ui_with_a_login_answers_only_the_admin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    from hpcbench.tracking import client_for, default_tracking_uri
+
+    client_for(default_tracking_uri(tmp_path))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "MLFLOW_AUTH_ADMIN_PASSWORD": "correct-horse-battery"}
+    env.pop("MLFLOW_AUTH_CONFIG_PATH", None)
+    command = [sys.executable, "-m", "hpcbench", "ui", "--root", str(tmp_path)]
+    command += ["--port", str(port), "--auth"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=5"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                raise AssertionError("answered without a login")
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 401
+                break
+            except OSError:
+                assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, "the UI did not come up"
+                time.sleep(0.5)
+        login = base64.b64encode(b"admin:correct-horse-battery").decode()
+        request = urllib.request.Request(url, headers={"Authorization": f"Basic {login}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (tmp_path / "mlflow-auth.db").is_file()  # users live beside the store
 
 
 def test_ui_without_a_store_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,6 @@ The chosen run's ``best.pt`` is read from its MLflow artifacts.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,18 +44,18 @@ def parse_condition(text: str) -> dict[str, str]:
 
 
 def _same(tag_value: str, wanted: str) -> bool:
+    """Whether an axis tag (plain, or an older store's JSON) holds the value ``wanted``."""
+    from hpcbench.tracking import axis_value
+
+    value = axis_value(tag_value)
+    if value is None or value == "none":
+        return wanted.lower() in ("none", "null")
+    if isinstance(value, list):
+        value = "+".join(str(v) for v in value)
     try:
-        value = json.loads(tag_value)
-    except json.JSONDecodeError:
-        value = tag_value
-    if isinstance(value, bool) or value is None:
-        return str(value).lower() == wanted.lower()
-    if isinstance(value, int | float):
-        try:
-            return math.isclose(float(value), float(wanted), rel_tol=1e-9)
-        except ValueError:
-            return False
-    return str(value) == wanted
+        return math.isclose(float(value), float(wanted), rel_tol=1e-9)
+    except (TypeError, ValueError):
+        return str(value) == wanted
 
 
 def resolve_model(

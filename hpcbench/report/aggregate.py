@@ -38,6 +38,7 @@ from hpcbench.tracking import (
     TAG_REPEAT,
     TAG_STUDY,
     TAG_VERSION,
+    axis_value,
     client_for,
     iter_runs,
 )
@@ -116,11 +117,12 @@ def _param_value(text: str) -> Any:
 
 
 def _axis_value(axis: str, text: str) -> Any:
-    value = json.loads(text)
+    """An axis tag's typed value: plain strings, or older stores' JSON."""
+    value = axis_value(text)
     if axis == "dose":
-        return math.nan if value is None else float(value)
+        return math.nan if value is None or value == "none" else float(value)
     if axis == "classes":
-        return "+".join(value)
+        return value if isinstance(value, str) else "+".join(value)
     if axis == "train_size":
         return int(value)
     if axis == "learning_rate":

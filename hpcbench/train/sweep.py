@@ -38,6 +38,7 @@ from hpcbench.tracking import (
     finished_keys,
     record_grid,
     runs_by_key,
+    runs_view,
 )
 from hpcbench.train.errors import Interrupted, TrainError
 from hpcbench.train.tracker import MLflowTracker, unwrap
@@ -249,6 +250,9 @@ def train(
         "verbose": verbose,
         "log": log,
         "ensure_ray": ensure_ray,
+        # The segmentation grid's record: the parent run of its trials' runs and of the
+        # CycleGAN trials' it depends on (the report reads the newest grid).
+        "parent": _record_grid(plan, trials, cyclegan_trials, uri) if trials else None,
     }
     try:
         cyclegan = None
@@ -263,7 +267,7 @@ def train(
             )
         if trials:
             dirs = {**dirs, **dataset_dirs(plan, root, trials)}
-            result = _sweep(plan, trials, dirs, phase="train", upstream=cyclegan_trials, **common)
+            result = _sweep(plan, trials, dirs, phase="train", **common)
         else:
             storage = plan.tune_dir(root).resolve()
             result = SweepResult([], [], [], storage, uri)
@@ -281,13 +285,35 @@ def train(
     )
 
 
+def _record_grid(plan: Plan, trials: list[TrialSpec], upstream: list[TrialSpec], uri: str) -> str:
+    """Record the segmentation grid in MLflow; the grid run's id.
+
+    The record lists the ``upstream`` CycleGAN trials the grid depends on too (``kind:
+    cyclegan``); see :func:`hpcbench.tracking.record_grid`.
+    """
+    study = plan.study
+    client = client_for(uri)
+    return record_grid(
+        client,
+        ensure_experiment(client, study.name, uri),
+        study=study.name,
+        grid=grid_key(trials),
+        trials=[{"key": t.key, "condition": t.label, "repeat": t.repeat} for t in trials]
+        + [
+            {"key": t.key, "condition": t.label, "repeat": t.repeat, "kind": "cyclegan"}
+            for t in upstream
+        ],
+        spec=study.model_dump(mode="json"),
+    )
+
+
 def _sweep(
     plan: Plan,
     trials: list[TrialSpec],
     dirs: dict[str, str],
     *,
     phase: str,
-    upstream: list[TrialSpec] | None = None,
+    parent: str | None,
     root: Path,
     uri: str,
     resume: bool,
@@ -302,27 +328,13 @@ def _sweep(
 ) -> SweepResult:
     """One Tune experiment over ``trials`` (``phase`` ``train`` or ``cyclegan``).
 
-    The segmentation grid is recorded in MLflow for the report, with the ``upstream``
-    CycleGAN trials it depends on (``kind: cyclegan``).
+    New runs are children of ``parent`` (the grid record's run id), if given.
     """
     study = plan.study
     client = client_for(uri)
     experiment_id = ensure_experiment(client, study.name, uri)
     done = finished_keys(client, experiment_id)
     grid = grid_key(trials)
-    if phase == "train":  # the report reads the newest segmentation grid
-        record_grid(
-            client,
-            experiment_id,
-            study=study.name,
-            grid=grid,
-            trials=[{"key": t.key, "condition": t.label, "repeat": t.repeat} for t in trials]
-            + [
-                {"key": t.key, "condition": t.label, "repeat": t.repeat, "kind": "cyclegan"}
-                for t in upstream or []
-            ],
-            spec=study.model_dump(mode="json"),
-        )
     storage = plan.tune_dir(root).resolve()
     name = f"{phase}-{grid}"
     experiment_dir = storage / name
@@ -368,7 +380,7 @@ def _sweep(
                 name=name,
                 storage_path=str(storage),
                 callbacks=[
-                    MLflowTracker(uri, study.name),
+                    MLflowTracker(uri, study.name, parent),
                     ProgressLines(len(pending), sum(t.trial.epochs for t in pending)),
                 ],
                 failure_config=tune.FailureConfig(max_failures=max_failures),
@@ -384,6 +396,7 @@ def _sweep(
             )
         )
     results = tuner.fit()
+    runs_view(client, experiment_id)  # the MLflow UI's "trials by condition" view
     errored = [
         str(unwrap(r.config or {}).get("key", "?"))
         for r in (results[i] for i in range(len(results)))

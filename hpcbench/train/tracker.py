@@ -6,12 +6,12 @@ Tune trial: after a crash and ``Tuner.restore`` the trial reuses its run, and a 
 step that is already logged (a trial resumed from an older checkpoint repeats epochs) is
 not logged twice. The stock ``MLflowLoggerCallback`` does neither (measured: 8 runs for
 6 trials after a SIGKILL and restore) and logs Ray's bookkeeping keys as metrics. Names
-and tags are :mod:`hpcbench.tracking`'s.
+and tags are :mod:`hpcbench.tracking`'s: a run is a child of the sweep's grid record,
+named by condition and repeat, with plain axis tags and its datasets as inputs.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,20 @@ from hpcbench.tracking import (
     TAG_COMPLETE,
     TAG_CONDITION,
     TAG_DATASET,
+    TAG_GIT_COMMIT,
     TAG_KEY,
     TAG_KIND,
+    TAG_PARENT,
     TAG_REPEAT,
     TAG_STUDY,
     TAG_VERSION,
+    axis_tag,
     client_for,
+    dataset_inputs,
     ensure_experiment,
     flatten,
+    git_commit,
+    run_name,
 )
 
 __all__ = ["MLflowTracker", "unwrap"]
@@ -52,7 +58,9 @@ class MLflowTracker(Callback):
     """Ray Tune callback writing one MLflow run per trial key (see the module notes).
 
     The trial's Tune config must hold ``key``, ``label``, ``condition``, ``repeat`` and
-    ``trial`` (the resolved config). Picklable: ``Tuner.restore`` rebuilds it.
+    ``trial`` (the resolved config), and may hold ``data_dirs`` (dataset name →
+    directory, logged as the run's dataset inputs). Picklable: ``Tuner.restore``
+    rebuilds it.
 
     Parameters
     ----------
@@ -60,21 +68,30 @@ class MLflowTracker(Callback):
         MLflow tracking URI (``sqlite:///…`` or an ``mlflow server``).
     experiment : str
         Experiment name (the study's name).
+    parent : str, optional
+        Run id of the grid record: the parent run of every run this writes.
     """
 
-    def __init__(self, tracking_uri: str, experiment: str) -> None:
+    def __init__(self, tracking_uri: str, experiment: str, parent: str | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
+        self.parent = parent
         self._client: MlflowClient | None = None
         self._experiment_id: str | None = None
         self._runs: dict[str, str] = {}
         self._logged: dict[str, dict[str, int]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"tracking_uri": self.tracking_uri, "experiment": self.experiment}
+        return {
+            "tracking_uri": self.tracking_uri,
+            "experiment": self.experiment,
+            "parent": self.parent,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["tracking_uri"], state["experiment"])  # type: ignore[misc]
+        # "parent" is absent from callbacks pickled by older versions.
+        parent = state.get("parent")
+        self.__init__(state["tracking_uri"], state["experiment"], parent)  # type: ignore[misc]
 
     @property
     def client(self) -> MlflowClient:
@@ -108,6 +125,7 @@ class MLflowTracker(Callback):
             self._logged[run_id] = logged
             if not run.data.params:
                 self._log_params(run_id, config)
+            self._complete_older_run(run, config)
         else:
             trial = config["trial"]
             tags = {
@@ -118,17 +136,53 @@ class MLflowTracker(Callback):
                 TAG_VERSION: str(trial["version"]),
                 TAG_REPEAT: str(config["repeat"]),
                 TAG_KIND: str(trial.get("task", "segmentation")),
-                **{
-                    f"{TAG_AXIS}{axis}": json.dumps(value)
-                    for axis, value in config["condition"].items()
-                },
+                **{f"{TAG_AXIS}{axis}": axis_tag(v) for axis, v in config["condition"].items()},
             }
-            run = client.create_run(self._experiment_id, run_name=key, tags=tags)
+            if self.parent is not None:
+                tags[TAG_PARENT] = self.parent
+            commit = git_commit()
+            if commit is not None:
+                tags[TAG_GIT_COMMIT] = commit
+            name = run_name(str(config["label"]), config["repeat"])
+            run = client.create_run(self._experiment_id, run_name=name, tags=tags)
             run_id = str(run.info.run_id)
             self._logged[run_id] = {}
             self._log_params(run_id, config)
+            self._log_inputs(run_id, config)
         self._runs[key] = run_id
         return run_id
+
+    def _complete_older_run(self, run: Any, config: Mapping[str, Any]) -> None:
+        """Give a run found by key what a new run gets, if an older version made it.
+
+        The parent (if it has none), the readable name (if it is named by its key), plain
+        axis tags (older versions wrote JSON), the commit of the code that goes on with
+        it and the dataset inputs (if it has none); its key, other tags and metrics stay
+        as they are.
+        """
+        run_id = str(run.info.run_id)
+        tags = run.data.tags
+        if self.parent is not None and TAG_PARENT not in tags:
+            self.client.set_tag(run_id, TAG_PARENT, self.parent)
+        commit = git_commit()
+        if commit is not None and TAG_GIT_COMMIT not in tags:
+            self.client.set_tag(run_id, TAG_GIT_COMMIT, commit)
+        for axis, value in config["condition"].items():
+            name = f"{TAG_AXIS}{axis}"
+            if name in tags and tags[name] != axis_tag(value):
+                self.client.set_tag(run_id, name, axis_tag(value))
+        if run.info.run_name == config["key"]:
+            self.client.update_run(run_id, name=run_name(str(config["label"]), config["repeat"]))
+        if run.inputs is None or not run.inputs.dataset_inputs:
+            self._log_inputs(run_id, config)
+
+    def _log_inputs(self, run_id: str, config: Mapping[str, Any]) -> None:
+        trial = config["trial"]
+        inputs = dataset_inputs(
+            trial["datasets"], config.get("data_dirs") or {}, str(trial.get("dataset"))
+        )
+        if inputs:
+            self.client.log_inputs(run_id, datasets=inputs)
 
     def _log_params(self, run_id: str, config: Mapping[str, Any]) -> None:
         params = [Param(k, v[:6000]) for k, v in flatten(config["trial"]).items()]

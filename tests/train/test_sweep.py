@@ -58,7 +58,7 @@ def test_sweep_on_two_nodes_logs_one_complete_run_per_trial(
     for run in runs:
         tags = run.data.tags
         trial = next(t for t in trials if t.key == tags["hpcbench.trial_key"])
-        assert run.info.run_name == trial.key and run.info.status == "FINISHED"
+        assert run.info.run_name == f"{trial.label} #0" and run.info.status == "FINISHED"
         assert tags["hpcbench.study"] == "sweep" and tags["hpcbench.complete"] == "true"
         assert tags["hpcbench.condition"] == trial.label
         assert tags["hpcbench.dataset_hash"] == dataset_dir(study, tmp_path, "wse2").name[-12:]
