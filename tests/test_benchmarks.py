@@ -31,6 +31,13 @@ RATIOS: dict[str, list[str]] = {
     ],
     "bench_cyclegan.py": [rf"step / generator\s+{NUMBER}x", rf"trainer / bare\s+{NUMBER}x"],
     "bench_generate.py": [rf"vs loop = {NUMBER}x", rf"5 levels / 1 = {NUMBER}"],
+    "bench_hrtem.py": [
+        rf"engine multislice \(all configurations\)\s+\S+ s\s+{NUMBER}x floor",
+        rf"abTEM PlaneWave\.multislice\s+\S+ s\s+{NUMBER}x engine",
+        rf"abTEM potentials \(all configurations\)\s+\S+ s\s+{NUMBER}x engine",
+        rf"5-level dose ablation\s+\S+ s\s+{NUMBER}x one level",
+        rf"5-level defocus ablation\s+\S+ s\s+{NUMBER}x one level",
+    ],
     # The ratio column of the table: total / FFT floor.
     "bench_incoherent.py": [rf"^\s*\d+\s+\d+×\d+\s+\S+\s+\S+\s+\S+\s+{NUMBER}\s"],
     "bench_report.py": [rf"ratio {NUMBER} \(<= 1 meets it\)"],
