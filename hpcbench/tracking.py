@@ -191,10 +191,12 @@ def _artifact_location(tracking_uri: str) -> str | None:
 def client_for(tracking_uri: str) -> MlflowClient:
     """An :class:`mlflow.MlflowClient` for ``tracking_uri`` (SQLite parent dir created).
 
-    MLflow's INFO lines on creating or migrating a SQLite store are kept off the
-    console (its warnings and errors still show).
+    MLflow's INFO lines on creating or migrating a SQLite store, and its artifact
+    download progress bars (one per ``best.pt`` read by predict and evaluate), are kept
+    off the console (its warnings and errors still show).
     """
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if tracking_uri.startswith("sqlite:///"):
         # Two drivers creating one SQLite store at once crash in MLflow's migrations
         # ("Online migration expected to match one row"): create it under a lock.

@@ -185,7 +185,9 @@ def test_predict_resolves_the_best_repeat_and_matches_its_own_scoring(
             str(tmp_path / "cli"),
         ]
     )
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert code == 0, out
     assert f"TP {pooled.tp}, FP {pooled.fp}, FN {pooled.fn}" in out
+    assert "Downloading artifacts" not in captured.err  # no MLflow progress bar
     assert (tmp_path / "cli" / "scores.csv").read_text().startswith("radius,image,tp,fp,fn")
