@@ -41,7 +41,7 @@ _SUPPORT = DEFECT_CODES["support"]
 _HEAVY = DEFECT_CODES["heavy_atom"]
 _MIN_BATCH = 256
 _MAX_ROUNDS = 10_000
-_SURFACE_MODES = 8
+_SURFACE_MODES = 24
 # Nearest-neighbour distance of heavy atoms in a cluster [Å] (Pt-Pt 2.77, Au-Au 2.88).
 _CLUSTER_BOND = 2.75
 # Height of an adsorbed heavy atom above (or below) the local support surface [Å].
