@@ -120,6 +120,12 @@ def resolve_model(
             f"repeat {run.data.tags.get('hpcbench.repeat')})",
             run.info.run_id,
         )
+    from hpcbench.plan import make_plan
+
+    # Only the trials of the study file as it is now: runs of an earlier edit of it
+    # (another dataset or setting, hence another trial key) are another model.
+    current = {trial.key for trial in make_plan(spec).trials}
+    runs = [r for r in runs if r.data.tags.get(TAG_KEY) in current]
     wanted = parse_condition(condition or "")
     matching = [
         r

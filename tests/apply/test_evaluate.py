@@ -143,6 +143,12 @@ def test_predict_resolves_the_best_repeat_and_matches_its_own_scoring(
     with pytest.raises(ValueError, match="2 conditions match"):
         resolve_model(str(path), root=root)
     resolved = resolve_model(str(path), condition="dose=1e6", root=root)
+    # the same study edited (another trial key): its old runs are not its models
+    edited = study.model_dump(mode="json")
+    edited["train"]["epochs"] = 3
+    (tmp_path / "edited.yaml").write_text(yaml.safe_dump(edited))
+    with pytest.raises(ValueError, match="no complete run of condition 'dose=1e6'"):
+        resolve_model(str(tmp_path / "edited.yaml"), condition="dose=1e6", root=root)
     assert "dose=1e+06" in resolved.description and resolved.run_id
     finder = AtomFinder.load(resolved.path)
     assert finder.pixel_size == pytest.approx(0.1) and finder.tile == (32, 32)
