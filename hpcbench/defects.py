@@ -28,6 +28,7 @@ __all__ = [
     "DefectName",
     "GrapheneDefect",
     "MX2Defect",
+    "ParticleClass",
     "SupportedDefect",
 ]
 
@@ -45,6 +46,8 @@ MX2Defect = Literal[
 GrapheneDefect = Literal["carbon_vacancy", "silicon_threefold", "silicon_fourfold"]
 # A heavy atom (Pt, Au, ...) adsorbed on an amorphous support, alone or in a cluster.
 SupportedDefect = Literal["heavy_atom"]
+# A nanoparticle imaged by HRTEM (seed 001): its mask is its projected phase, not sites.
+ParticleClass = Literal["particle"]
 # Every labelled class (the union above, spelled out so pydantic reports one choice list).
 DefectName = Literal[
     "anion_vacancy",
@@ -60,6 +63,7 @@ DefectName = Literal[
     "silicon_threefold",
     "silicon_fourfold",
     "heavy_atom",
+    "particle",
 ]
 
 DEFECT_CODES: Final = MappingProxyType(

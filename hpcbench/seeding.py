@@ -28,6 +28,7 @@ class Stream(IntEnum):
     PARAMETERS = 4
     SPLIT = 5
     TRAINING = 6
+    IMAGING = 7
 
 
 def dataset_key(name: str) -> int:

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from hpcbench.datasets.schema import coordinates_type, tensor_column
-from hpcbench.defects import GrapheneDefect, MX2Defect, SupportedDefect
+from hpcbench.defects import DEFECT_CODES, GrapheneDefect, MX2Defect, SupportedDefect
 from hpcbench.seeding import Stream, seed_int, seed_sequence, stream_rng
 from hpcbench.simulate.corrupt import (
     CorruptionParams,
@@ -49,7 +49,9 @@ from hpcbench.structures import build_structure
 from hpcbench.study import (
     Corruption,
     DatasetSpec,
+    HRTEMSimulation,
     IncoherentSimulation,
+    NanoparticleStructure,
     Study,
     SupportedAtomsStructure,
 )
@@ -92,6 +94,8 @@ def simulate_structure(atoms: Any, spec: DatasetSpec, *, seed: int) -> PeriodicI
         from hpcbench.simulate.incoherent import simulate_incoherent
 
         return simulate_incoherent(atoms, simulation)
+    if isinstance(simulation, HRTEMSimulation):
+        raise TypeError("an hrtem dataset has no periodic cell image: see _build_hrtem_shard")
     from hpcbench.simulate.stem import simulate_haadf  # lazy: abTEM's start-up time
 
     return simulate_haadf(atoms, simulation, seed=seed)
@@ -161,6 +165,8 @@ def build_shard(study: Study, name: str, shard_index: int) -> pa.Table:
 
 def _build_shard(study: Study, name: str, shard_index: int) -> pa.Table:
     spec = study.datasets[name]
+    if isinstance(spec.simulation, HRTEMSimulation):
+        return _build_hrtem_shard(study, name, shard_index)
     ids = shard_range(spec, shard_index)
     mapping = class_map(spec.labels)
     radius_px = spec.labels.radius / spec.image.pixel_size
@@ -255,10 +261,137 @@ def _build_shard(study: Study, name: str, shard_index: int) -> pa.Table:
     return _to_table(columns, corrupted=spec.corruption is not None)
 
 
+def _build_hrtem_shard(study: Study, name: str, shard_index: int) -> pa.Table:
+    """HRTEM rows (seed 001): exit waves once per structure, one image per sample.
+
+    Each sample draws its imaging conditions (:func:`draw_conditions`) and a whole-pixel
+    offset into the periodic image, so crops need no interpolation; ``clean`` is the
+    noise-free image at the dataset's fidelity and ``clean_<level>`` at each further
+    level of ``simulation.fidelities``, with the same conditions. The mask is the crop
+    of the particle's blurred phase, thresholded. There are no atom coordinates: the
+    label is a region, not sites.
+    """
+    from hpcbench.simulate.hrtem_data import (  # lazy: torch and abTEM start-up time
+        draw_conditions,
+        fidelity_image,
+        simulate_structure_waves,
+        wrap_crop,
+    )
+
+    spec = study.datasets[name]
+    simulation = spec.simulation
+    structure_spec = spec.structure
+    assert isinstance(simulation, HRTEMSimulation)
+    assert isinstance(structure_spec, NanoparticleStructure)
+    ids = shard_range(spec, shard_index)
+    value = class_map(spec.labels).get(DEFECT_CODES["particle"], 0)
+    pixel = spec.image.pixel_size
+    shape = spec.image.shape
+    levels = simulation.levels
+    columns = _Columns.empty()
+    extra: dict[str, list[NDArray[np.float32]]] = {level: [] for level in levels[1:]}
+    constants = {
+        "energy": simulation.energy,
+        "sampling": simulation.sampling,
+        "slice_thickness": simulation.slice_thickness,
+        "frozen_phonons": simulation.frozen_phonons.count,
+        "fidelity": simulation.fidelity,
+        "semiangle_cutoff": simulation.semiangle_cutoff,
+    }
+    empty = Sites(
+        np.zeros(0, np.float32),
+        np.zeros(0, np.float32),
+        np.zeros(0, np.int16),
+        np.zeros(0, np.int16),
+        np.zeros(0, np.bool_),
+    )
+    no_coordinates = Coordinates(
+        np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, np.uint8)
+    )
+    for structure_index, sample_ids in _structure_groups(spec, ids):
+        structure_rng = stream_rng(study.seed, name, structure_index, Stream.STRUCTURE)
+        atoms = build_structure(structure_spec, rng=structure_rng)
+        simulation_seed = seed_int(
+            seed_sequence(study.seed, name, structure_index, Stream.SIMULATION)
+        )
+        waves = simulate_structure_waves(atoms, simulation, pixel_size=pixel, seed=simulation_seed)
+        info = atoms.info
+        structure_columns: dict[str, Any] = {
+            "formula": str(atoms.get_chemical_formula(mode="metal")),  # type: ignore[no-untyped-call]
+            "n_atoms": len(atoms),
+            "n_particle_atoms": int((atoms.arrays["label"] == DEFECT_CODES["particle"]).sum()),
+            "material": str(info["material"]),
+            "shape": str(info["shape"]),
+            "diameter": float(info["diameter"]),
+            "planar_defect": str(info["planar_defect"]),
+            "planar_defects": int(info["planar_defects"]),
+            "support_thickness": float(info["support_thickness"]),
+            "cell_x": float(atoms.cell[0, 0]),
+            "cell_y": float(atoms.cell[1, 1]),
+            "cell_z": float(atoms.cell[2, 2]),
+            "structure_seed": seed_int(
+                seed_sequence(study.seed, name, structure_index, Stream.STRUCTURE)
+            ),
+            "simulation_seed": simulation_seed,
+            **constants,
+        }
+        grid = waves.phase.array.shape
+        for sample_id in sample_ids:
+            conditions = draw_conditions(
+                simulation, stream_rng(study.seed, name, sample_id, Stream.IMAGING)
+            )
+            crop_rng = stream_rng(study.seed, name, sample_id, Stream.CROP)
+            offset = (int(crop_rng.integers(grid[0])), int(crop_rng.integers(grid[1])))
+            cleans = {
+                level: wrap_crop(
+                    fidelity_image(waves, simulation, conditions, level, pixel_size=pixel).array,
+                    offset,
+                    shape,
+                ).astype(np.float32)
+                for level in levels
+            }
+            clean = cleans[levels[0]]
+            row: dict[str, Any] = {
+                "offset_x": offset[1],
+                "offset_y": offset[0],
+                "pixel_size": pixel,
+                **conditions.as_columns(),
+            }
+            image = clean
+            if spec.corruption is not None:
+                params = sample_corruption(
+                    spec.corruption, stream_rng(study.seed, name, sample_id, Stream.PARAMETERS)
+                )
+                corruption_seed = seed_int(
+                    seed_sequence(study.seed, name, sample_id, Stream.CORRUPTION)
+                )
+                image = add_noise(clean, params, pixel_size=pixel, seed=corruption_seed)
+                row.update(_corruption_columns(params, spec.corruption))
+                row["corruption_seed"] = corruption_seed
+                columns.clean.append(clean)
+            for level in levels[1:]:
+                extra[level].append(cleans[level])
+            phase = wrap_crop(waves.phase.array, offset, shape)
+            mask = (phase > simulation.mask_threshold).astype(np.uint8) * np.uint8(value)
+            columns.sample_id.append(sample_id)
+            columns.structure_index.append(structure_index)
+            columns.image.append(np.asarray(image, dtype=np.float32))
+            columns.mask.append(mask)
+            columns.coordinates.append(no_coordinates)
+            columns.atoms.append(empty)
+            columns.add_scalars({**structure_columns, **row})
+    table = _to_table(columns, corrupted=spec.corruption is not None)
+    for level in levels[1:]:
+        table = table.append_column(f"clean_{level}", tensor_column(np.stack(extra[level])))
+    return table
+
+
 def _defect_names(spec: DatasetSpec) -> list[str]:
     structure = spec.structure
     if isinstance(structure, SupportedAtomsStructure):
         return list(get_args(SupportedDefect))
+    if isinstance(structure, NanoparticleStructure):
+        return []
     family = MX2Defect if structure.kind == "mx2" else GrapheneDefect
     return [*get_args(family), "beam_damage"] if structure.messy else list(get_args(family))
 

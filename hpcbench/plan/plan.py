@@ -389,6 +389,19 @@ class Plan:
                     f"dataset {dataset} is translated by a CycleGAN: it has no clean images "
                     "to re-noise at a trial dose (use dose null for it)"
                 )
+            fidelity = condition.get("fidelity", train.fidelity)
+            if fidelity is not None:
+                simulation = getattr(spec, "simulation", None)
+                levels = getattr(simulation, "levels", None)
+                if levels is None or fidelity not in levels:
+                    raise GridError(
+                        f"fidelity {fidelity} is not stored in dataset {dataset} "
+                        + (
+                            f"(its levels: {', '.join(levels)}; add it to simulation.fidelities)"
+                            if levels is not None
+                            else "(only hrtem datasets store fidelity levels)"
+                        )
+                    )
             # An axis named like a setting (learning_rate) replaces it in this condition.
             settings_axes = {
                 axis: value
@@ -416,6 +429,7 @@ class Plan:
                     classes=list(classes),
                     train_size=train_size if train_size is not None else available,
                     dose=dose,
+                    fidelity=fidelity,
                     test_sets=test_sets,
                     datasets=datasets,
                     version=__version__,

@@ -91,7 +91,11 @@ class DatasetInfo(BaseModel):
 # the JSON form (and so of the key) while they hold them, so every trial made before they
 # existed keeps its key and its MLflow run.
 # A dotted name is a field of a nested section.
-UNKEYED_DEFAULTS: dict[str, Any] = {"precision": "fp32", "loss.class_weights": "none"}
+UNKEYED_DEFAULTS: dict[str, Any] = {
+    "precision": "fp32",
+    "loss.class_weights": "none",
+    "fidelity": None,
+}
 
 
 class TrialConfig(BaseModel):
@@ -160,6 +164,7 @@ class SegmentationTrial(TrialConfig, SegmentationSettings):
     model: ModelSpec
     classes: list[str]
     dose: float | None  # [e/Å²]; None: the dataset's own noisy images
+    fidelity: str | None = None  # HRTEM training frames of this fidelity; None: own
     test_sets: list[str]
 
 

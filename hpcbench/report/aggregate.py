@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 # Ablation axes in the order the study schema declares them (hpcbench.study.Axes).
-AXES = ("model", "dataset", "train_size", "dose", "classes", "learning_rate")
+AXES = ("model", "dataset", "train_size", "dose", "fidelity", "classes", "learning_rate")
 # Scores of each run on its own training dataset's held-out split, as heldout/<name>.
 HELDOUT = (
     "f1",

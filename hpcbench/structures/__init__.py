@@ -34,6 +34,7 @@ from hpcbench.study import (
     DefectAmount,
     GrapheneStructure,
     MX2Structure,
+    NanoparticleStructure,
     SupportedAtomsStructure,
     sample_param,
 )
@@ -98,8 +99,82 @@ def _build_supported(spec: SupportedAtomsStructure, gen: np.random.Generator) ->
     )
 
 
+def _choice(value: str | list[str], gen: np.random.Generator) -> str:
+    """One of a list (uniform), or the value itself; a draw is taken either way."""
+    options = value if isinstance(value, list) else [value]
+    return str(options[int(gen.integers(len(options)))])
+
+
+def _build_nanoparticle(spec: NanoparticleStructure, gen: np.random.Generator) -> Atoms:
+    """Particle then support, drawing material, shape, size, defects, support in order."""
+    from hpcbench.structures.nanoparticle import (  # lazy: ase.cluster's import time
+        cdse_particle,
+        faceted_particle,
+        particle_on_support,
+        spherical_particle,
+    )
+
+    material = _choice(
+        list(spec.material) if isinstance(spec.material, list) else spec.material, gen
+    )
+    shape = _choice(list(spec.shape) if isinstance(spec.shape, list) else spec.shape, gen)
+    diameter = sample_param(spec.diameter, gen)
+    count = int(sample_param(spec.planar_defects, gen))
+    defect = "twin" if gen.random() < 0.5 else "stacking_fault"
+    phase = _choice(
+        list(spec.cdse_phase) if isinstance(spec.cdse_phase, list) else spec.cdse_phase, gen
+    )
+    thickness = sample_param(spec.support_thickness, gen)
+    roughness = sample_param(spec.support_roughness, gen)
+    particle: Atoms
+    if material == "CdSe":
+        particle = cdse_particle(
+            diameter,
+            phase=phase,  # type: ignore[arg-type]
+            stacking_fault=count > 0,
+            defect_count=max(count, 1),
+            rng=gen,
+        )
+    elif shape == "sphere":
+        particle = spherical_particle(
+            material,
+            diameter,
+            defect=defect if count > 0 else "none",  # type: ignore[arg-type]
+            defect_count=max(count, 1),
+            rng=gen,
+        )
+    else:
+        particle = faceted_particle(material, shape, diameter, rng=gen)  # type: ignore[arg-type]
+    support = amorphous_slab(
+        spec.cell,
+        thickness,
+        density=spec.support_density,
+        min_distance=spec.min_distance,
+        roughness=roughness,
+        roughness_scale=spec.roughness_scale,
+        element=spec.support_element,
+        rng=gen,
+    )
+    atoms = particle_on_support(particle, support, rng=gen, height=spec.height)
+    atoms.info.update(
+        material=material,
+        shape="sphere" if material == "CdSe" else shape,
+        diameter=float(diameter),
+        planar_defects=count if material == "CdSe" or shape == "sphere" else 0,
+        planar_defect=(
+            "none"
+            if count == 0 or (material != "CdSe" and shape != "sphere")
+            else "stacking_fault"
+            if material == "CdSe"
+            else defect
+        ),
+        support_thickness=float(thickness),
+    )
+    return atoms
+
+
 def build_structure(
-    spec: MX2Structure | GrapheneStructure | SupportedAtomsStructure,
+    spec: MX2Structure | GrapheneStructure | SupportedAtomsStructure | NanoparticleStructure,
     *,
     rng: np.random.Generator | int | None = None,
 ) -> Atoms:
@@ -121,7 +196,10 @@ def build_structure(
         The structure section of a dataset spec. A supported-atoms spec draws the
         support's thickness and roughness, the atom and cluster counts and cluster
         sizes, then builds the slab (:func:`amorphous_slab`) and the heavy atoms on it
-        (:func:`supported_atoms`).
+        (:func:`supported_atoms`). A nanoparticle spec draws the material, shape,
+        diameter, planar-defect count and kind, CdSe phase, support thickness and
+        roughness, then builds the particle, the slab and places one on the other
+        (:mod:`hpcbench.structures.nanoparticle`).
     rng : numpy.random.Generator or int or None
         Random source.
 
@@ -132,6 +210,8 @@ def build_structure(
         ``info["defect_counts"]``, ``info["periodic"]`` and, if messy, ``info["messy"]``.
     """
     gen = as_generator(rng)
+    if isinstance(spec, NanoparticleStructure):
+        return _build_nanoparticle(spec, gen)
     if isinstance(spec, SupportedAtomsStructure):
         atoms = _build_supported(spec, gen)
         if spec.position_noise > 0:

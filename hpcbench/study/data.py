@@ -16,7 +16,13 @@ from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
-from hpcbench.defects import DefectName, GrapheneDefect, MX2Defect, SupportedDefect
+from hpcbench.defects import (
+    DefectName,
+    GrapheneDefect,
+    MX2Defect,
+    ParticleClass,
+    SupportedDefect,
+)
 from hpcbench.optics import max_scattering_angle
 from hpcbench.study._base import Slug, Spec
 from hpcbench.study.params import (
@@ -36,13 +42,17 @@ from hpcbench.study.params import (
 
 __all__ = [
     "ANIONS",
+    "FCC_METALS",
+    "FIDELITIES",
     "METALS",
     "Corruption",
     "DatasetSpec",
     "DefectAmount",
     "Detector",
+    "Fidelity",
     "FrozenPhononSpec",
     "GrapheneStructure",
+    "HRTEMSimulation",
     "ImageSpec",
     "ImportSpec",
     "IncoherentSimulation",
@@ -50,7 +60,9 @@ __all__ = [
     "MX2Structure",
     "Messy",
     "MultisliceSimulation",
+    "NanoparticleStructure",
     "Optics",
+    "ResidualAberrations",
     "SimulationSpec",
     "StructureSpec",
     "SupportedAtomsStructure",
@@ -216,6 +228,69 @@ class SupportedAtomsStructure(Spec):
         return self
 
 
+# fcc metals with a reference lattice constant (ASE's), for nanoparticles.
+FCC_METALS = ("Au", "Ag", "Cu", "Pt", "Pd", "Ni", "Al", "Ir", "Rh", "Pb")
+ParticleMaterial = Literal["Au", "Ag", "Cu", "Pt", "Pd", "Ni", "Al", "Ir", "Rh", "Pb", "CdSe"]
+ParticleShape = Literal["sphere", "wulff", "decahedron", "icosahedron"]
+CdSePhase = Literal["wurtzite", "zincblende"]
+
+
+class NanoparticleStructure(Spec):
+    """A nanoparticle on its own amorphous support (seed 001, HRTEM).
+
+    Per structure: a ``material`` (a choice when a list: Au / CdSe / mixed datasets), a
+    ``shape`` (``sphere`` with ``planar_defects`` twin boundaries or stacking faults on
+    {111}, equally likely; or an ``ase.cluster`` ``wulff`` / ``decahedron`` /
+    ``icosahedron``; CdSe is always a sphere, wurtzite or zinc blende per
+    ``cdse_phase``, its planar defects stacking faults) of volume-equivalent
+    ``diameter`` [Å] at a uniform random orientation, placed at a random position on
+    an amorphous ``support_element`` slab of ``support_thickness`` [Å] (random
+    sequential insertion at ``support_density`` [atoms/Å³], ``min_distance`` [Å],
+    periodic over ``cell`` [Å]), ``height`` [Å] above its local surface. Particle atoms
+    are labelled ``particle``; the support is never labelled.
+    """
+
+    kind: Literal["nanoparticle"]
+    material: ParticleMaterial | Annotated[list[ParticleMaterial], Field(min_length=1)] = "Au"
+    shape: ParticleShape | Annotated[list[ParticleShape], Field(min_length=1)] = "sphere"
+    diameter: Annotated[FloatParam, at_least(5.0), at_most(200.0)] = Range(min=20.0, max=40.0)
+    planar_defects: Annotated[IntParam, at_least(0.0), at_most(4.0)] = IntRange(min=0, max=2)
+    cdse_phase: CdSePhase | Annotated[list[CdSePhase], Field(min_length=1)] = [
+        "wurtzite",
+        "zincblende",
+    ]
+    cell: tuple[
+        Annotated[float, Field(ge=10.0, le=500.0)], Annotated[float, Field(ge=10.0, le=500.0)]
+    ] = (48.0, 48.0)
+    support_thickness: Annotated[FloatParam, at_least(2.0), at_most(1000.0)] = Range(
+        min=20.0, max=40.0
+    )
+    support_roughness: NonNegativeParam = 0.0
+    roughness_scale: PositiveFloat = 10.0
+    support_element: Element = "C"
+    support_density: Annotated[float, Field(gt=0.0, le=0.5)] = 0.1103
+    min_distance: Annotated[float, Field(gt=0.5, le=5.0)] = 1.4
+    height: float = 0.0
+
+    @model_validator(mode="after")
+    def _fits(self) -> Self:
+        largest = (
+            max(self.diameter)
+            if isinstance(self.diameter, list)
+            else (self.diameter.max if isinstance(self.diameter, Range) else self.diameter)
+        )
+        if largest + 2.0 > min(self.cell):
+            raise ValueError(
+                f"a particle of diameter {largest:g} Å (+2 Å clearance) does not fit "
+                f"the {self.cell[0]:g} × {self.cell[1]:g} Å cell"
+            )
+        shapes = self.shape if isinstance(self.shape, list) else [self.shape]
+        materials = self.material if isinstance(self.material, list) else [self.material]
+        if materials == ["CdSe"] and shapes != ["sphere"]:
+            raise ValueError("CdSe particles are spheres: shape must be sphere")
+        return self
+
+
 def _structure_tag(value: Any) -> str | None:
     if isinstance(value, Mapping):
         return str(value.get("kind", "mx2"))
@@ -225,7 +300,8 @@ def _structure_tag(value: Any) -> str | None:
 StructureSpec = Annotated[
     Annotated[MX2Structure, Tag("mx2")]
     | Annotated[GrapheneStructure, Tag("graphene")]
-    | Annotated[SupportedAtomsStructure, Tag("supported_atoms")],
+    | Annotated[SupportedAtomsStructure, Tag("supported_atoms")]
+    | Annotated[NanoparticleStructure, Tag("nanoparticle")],
     Discriminator(_structure_tag),
 ]
 
@@ -308,6 +384,77 @@ class MultisliceSimulation(Optics):
         return self
 
 
+Fidelity = Literal["baseline", "thermal", "aberrations", "plasmons", "all"]
+# Which effects each fidelity level of seed 001 (Fig. 5, Table 1) switches on:
+# (frozen-phonon average, residual aberrations, plasmon contrast loss).
+FIDELITIES: dict[str, tuple[bool, bool, bool]] = {
+    "baseline": (False, False, False),
+    "thermal": (True, False, False),
+    "aberrations": (False, True, False),
+    "plasmons": (False, False, True),
+    "all": (True, True, True),
+}
+
+
+class ResidualAberrations(Spec):
+    """Residual aberrations of an aligned corrector, drawn per image [Å].
+
+    Magnitudes of two-fold astigmatism ``C12``, axial coma ``C21`` and three-fold
+    astigmatism ``C23`` (abTEM's polar names), each at a uniform random azimuth.
+    """
+
+    astigmatism: NonNegativeParam = Range(min=0.0, max=20.0)
+    coma: NonNegativeParam = Range(min=0.0, max=300.0)
+    trefoil: NonNegativeParam = Range(min=0.0, max=300.0)
+
+
+class HRTEMSimulation(Spec):
+    """HRTEM with plane-wave multislice (seed 001; :mod:`hpcbench.simulate.hrtem`).
+
+    The exit waves of the structure (and of the particle alone, for the label) are
+    simulated once per structure at ``sampling`` [Å] with ``slice_thickness`` [Å]: a
+    static lattice and ``frozen_phonons.count`` displaced configurations (seed 001:
+    8). Each image then draws its imaging conditions: ``defocus`` [Å] about focus at
+    the model's centre (positive is underfocus), ``Cs`` [Å], the residual
+    ``aberrations``, the Gaussian ``focal_spread`` [Å] (std, an incoherent average over
+    defoci), the plasmon contrast reduction ``plasmon`` (0–1) and an optional objective
+    aperture ``semiangle_cutoff`` [mrad]. ``fidelity`` names the effects the dataset's
+    images have (seed 001: ``baseline`` static lattice without residual aberrations or
+    plasmons; ``thermal`` the frozen-phonon average; ``aberrations``; ``plasmons``;
+    ``all``); each level of ``fidelities`` is stored too, as column ``clean_<level>``
+    of the same structures and conditions, for a trial ``fidelity`` axis. The mask is
+    the particle's exit-wave phase, blurred by ``mask_blur`` [Å] and thresholded at
+    ``mask_threshold`` [rad].
+    """
+
+    method: Literal["hrtem"]
+    energy: PositiveFloat = 300e3
+    sampling: PositiveFloat = 0.1
+    slice_thickness: PositiveFloat = 2.0
+    frozen_phonons: FrozenPhononSpec = FrozenPhononSpec(count=8)
+    defocus: FloatParam = Range(min=-100.0, max=100.0)
+    Cs: FloatParam = 0.0
+    aberrations: ResidualAberrations = ResidualAberrations()
+    focal_spread: NonNegativeParam = 30.0
+    plasmon: Annotated[FloatParam, at_least(0.0), at_most(1.0)] = Range(min=0.0, max=0.3)
+    semiangle_cutoff: PositiveFloat | None = None
+    fidelity: Fidelity = "all"
+    fidelities: list[Fidelity] = Field(default_factory=list)
+    mask_blur: NonNegativeFloat = 1.6
+    mask_threshold: Annotated[float, Field(gt=0.0, le=3.2)] = 0.19634954084936207
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        if len(set(self.fidelities)) != len(self.fidelities):
+            raise ValueError("fidelities must not repeat")
+        return self
+
+    @property
+    def levels(self) -> list[str]:
+        """Every fidelity level the dataset stores: its own first, then ``fidelities``."""
+        return list(dict.fromkeys([self.fidelity, *self.fidelities]))
+
+
 def _simulation_tag(value: Any) -> str | None:
     method = value.get("method") if isinstance(value, Mapping) else getattr(value, "method", None)
     if method in ("multislice", "prism"):
@@ -317,11 +464,12 @@ def _simulation_tag(value: Any) -> str | None:
 
 SimulationSpec = Annotated[
     Annotated[IncoherentSimulation, Tag("incoherent")]
-    | Annotated[MultisliceSimulation, Tag("multislice")],
+    | Annotated[MultisliceSimulation, Tag("multislice")]
+    | Annotated[HRTEMSimulation, Tag("hrtem")],
     Discriminator(
         _simulation_tag,
         custom_error_type="invalid_method",
-        custom_error_message="method must be one of incoherent, multislice, prism",
+        custom_error_message="method must be one of incoherent, multislice, prism, hrtem",
     ),
 ]
 
@@ -409,6 +557,23 @@ class DatasetSpec(Spec):
     images_per_structure: Annotated[int, Field(ge=1)] = 1
     shard_size: Annotated[int, Field(ge=1)] = 256
 
+    @model_validator(mode="before")
+    @classmethod
+    def _hrtem_crops_unrotated(cls, data: Any) -> Any:
+        # HRTEM crops are whole output pixels of the periodic image: no rotation unless
+        # the file sets one (which _consistent refuses with its reason).
+        if isinstance(data, Mapping):
+            simulation = data.get("simulation")
+            method = (
+                simulation.get("method")
+                if isinstance(simulation, Mapping)
+                else getattr(simulation, "method", None)
+            )
+            image = data.get("image", {})
+            if method == "hrtem" and isinstance(image, Mapping) and "rotation" not in image:
+                return {**data, "image": {**image, "rotation": 0.0}}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.shard_size % self.images_per_structure:
@@ -416,14 +581,51 @@ class DatasetSpec(Spec):
                 f"shard_size ({self.shard_size}) must be a multiple of "
                 f"images_per_structure ({self.images_per_structure})"
             )
+        hrtem = isinstance(self.simulation, HRTEMSimulation)
+        particle = isinstance(self.structure, NanoparticleStructure)
+        if hrtem != particle:
+            raise ValueError(
+                "method hrtem and structure kind nanoparticle go together (got "
+                f"{self.structure.kind} / {self.simulation.method})"
+            )
+        if isinstance(self.simulation, HRTEMSimulation):
+            if self.image.rotation != 0.0:
+                raise ValueError(
+                    "image.rotation must be 0 for hrtem: the particle is already at a random "
+                    "orientation, and a rotated crop would interpolate the lattice fringes"
+                )
+            if self.corruption is not None:
+                scan = [
+                    name
+                    for name in ("blur", "jitter", "drift")
+                    if getattr(self.corruption, name) != 0.0
+                ]
+                if scan:
+                    raise ValueError(
+                        f"corruption {', '.join(scan)} model a STEM probe and scan; an "
+                        "hrtem image has focal spread and aberrations instead"
+                    )
+            assert isinstance(self.structure, NanoparticleStructure)
+            cell = self.structure.cell
+            grid = [round(length / self.image.pixel_size) for length in cell]
+            if self.image.shape[0] > grid[1] or self.image.shape[1] > grid[0]:
+                raise ValueError(
+                    f"image.shape {self.image.shape[0]} × {self.image.shape[1]} px at "
+                    f"{self.image.pixel_size:g} Å is larger than the {cell[0]:g} × "
+                    f"{cell[1]:g} Å cell ({grid[1]} × {grid[0]} px)"
+                )
         allowed = get_args(
             MX2Defect
             if isinstance(self.structure, MX2Structure)
             else SupportedDefect
             if isinstance(self.structure, SupportedAtomsStructure)
+            else ParticleClass
+            if particle
             else GrapheneDefect
         )
-        if self.labels.lattice and isinstance(self.structure, SupportedAtomsStructure):
+        if self.labels.lattice and isinstance(
+            self.structure, SupportedAtomsStructure | NanoparticleStructure
+        ):
             raise ValueError("labels.lattice: an amorphous support has no lattice to label")
         wrong = [c for c in self.labels.classes if c not in allowed]
         if wrong:

@@ -13,6 +13,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from hpcbench.defects import DefectName
 from hpcbench.study._base import Slug, Spec
+from hpcbench.study.data import Fidelity
 from hpcbench.study.params import NonNegativeFloat, PositiveFloat, at_least, at_most
 
 __all__ = [
@@ -191,13 +192,17 @@ class Axes(Spec):
 
     The trials are the Cartesian product of the axes times ``repeats`` seeds.
     ``dose`` ``null`` means the dataset's own noisy images; a number re-noises the
-    stored clean images at that dose [e/Å²] on the fly.
+    stored clean images at that dose [e/Å²] on the fly. ``fidelity`` (HRTEM datasets)
+    trains and validates on the dataset's stored images of that simulation fidelity
+    (``null``: its own), re-noised with each image's own corruption (or the trial's
+    dose); test sets keep their own fidelity.
     """
 
     model: Annotated[list[Slug], Field(min_length=1)] | None = None
     dataset: Annotated[list[Slug], Field(min_length=1)] | None = None
     train_size: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] | None = None
     dose: Annotated[list[PositiveFloat | None], Field(min_length=1)] | None = None
+    fidelity: Annotated[list[Fidelity | None], Field(min_length=1)] | None = None
     classes: (
         Annotated[list[Annotated[list[ClassName], Field(min_length=1)]], Field(min_length=1)] | None
     ) = None
@@ -253,6 +258,7 @@ class TrainSpec(SegmentationSettings):
     classes: Annotated[list[ClassName], Field(min_length=1)] | None = None
     train_size: Annotated[int, Field(ge=1)] | None = None
     dose: PositiveFloat | None = None
+    fidelity: Fidelity | None = None
     test_sets: list[Slug] = Field(default_factory=list)
     axes: Axes = Axes()
     repeats: Annotated[int, Field(ge=1, le=1000)] = 5

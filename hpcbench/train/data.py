@@ -131,6 +131,10 @@ class ImageSet:
         The trial's classes.
     dose : float or None
         Re-noise the clean frames at this dose [e/Å²]; ``None`` uses the stored frames.
+    fidelity : str or None
+        Take the frames from the ``clean_<fidelity>`` column (an HRTEM dataset's other
+        simulation fidelities; its own is ``clean``), re-noised like a trial dose with
+        each image's own corruption (and ``dose`` if given).
 
     Raises
     ------
@@ -147,9 +151,12 @@ class ImageSet:
         dataset_classes: Sequence[str],
         classes: Sequence[str],
         dose: float | None = None,
+        fidelity: str | None = None,
     ) -> None:
         self.directory = Path(dataset_dir)
         self.dose = dose
+        self.fidelity = fidelity
+        self._renoise = dose is not None or fidelity is not None
         self.lut = class_lookup(dataset_classes, classes)
         wanted = np.asarray(sample_ids, dtype=np.int64)
         self._images: list[NDArray[np.float32]] = []
@@ -171,9 +178,18 @@ class ImageSet:
                 if sid in wanted_set:
                     where[int(sid)] = (shard, row)
             self._images.append(images_to_numpy(table, "image"))  # type: ignore[arg-type]
-            if "clean" in table.column_names:
+            own = _own_fidelity(table)
+            if fidelity is not None and fidelity != own:
+                column = f"clean_{fidelity}"
+                if column not in table.column_names:
+                    raise ValueError(
+                        f"{self.directory}: no images of fidelity {fidelity!r} (column "
+                        f"{column}; the dataset's own is {own or 'none'})"
+                    )
+                self._clean.append(images_to_numpy(table, column))  # type: ignore[arg-type]
+            elif "clean" in table.column_names:
                 self._clean.append(images_to_numpy(table, "clean"))  # type: ignore[arg-type]
-            elif dose is not None:
+            elif self._renoise:
                 self._clean.append(self._images[-1])  # uncorrupted dataset: image is clean
             self._masks.append(images_to_numpy(table, "mask"))  # type: ignore[arg-type]
             coords = table.column("coordinates")
@@ -212,10 +228,12 @@ class ImageSet:
         image's stored corruption seed); otherwise the stored frame (a read-only view).
         """
         shard, row = self._where[index]
-        if self.dose is None:
+        if not self._renoise:
             stored: NDArray[np.float32] = self._images[shard][row]
             return stored
-        params = replace(self._params[shard][row], dose=self.dose)
+        params = self._params[shard][row]
+        if self.dose is not None:
+            params = replace(params, dose=self.dose)
         noise_seed = int(self._seeds[shard][row]) if seed is None else seed
         return add_noise(
             self._clean[shard][row],
@@ -258,6 +276,13 @@ class ImageSet:
             masks=np.stack([mask for _, mask in items]),
             sample_ids=self.sample_ids[np.asarray(indices, dtype=np.int64)],
         )
+
+
+def _own_fidelity(table: pa.Table) -> str | None:
+    """The fidelity of a shard's ``clean``/``image`` columns (HRTEM), else ``None``."""
+    if "fidelity" not in table.column_names or table.num_rows == 0:
+        return None
+    return str(table.column("fidelity")[0].as_py())
 
 
 def _int_column(table: pa.Table, name: str) -> NDArray[np.int64]:

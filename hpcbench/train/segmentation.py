@@ -257,8 +257,10 @@ class SegmentationTrainer(Trainer[SegmentationTrial]):
             )
         split = self.split(trial.dataset)
         subset = self.rng(Stream.SUBSET).permutation(split.train)[: trial.train_size]
-        self.train_set = self._image_set(trial.dataset, subset)
-        self.val_set = self._image_set(trial.dataset, split.validation)
+        # The trial's fidelity is its training data (and the validation that picks the
+        # checkpoint); test sets are scored as stored (seed 001: on "all effects").
+        self.train_set = self._image_set(trial.dataset, subset, fidelity=trial.fidelity)
+        self.val_set = self._image_set(trial.dataset, split.validation, fidelity=trial.fidelity)
         # The field of view the network is trained on: larger test frames go by tiles.
         self.tile: tuple[int, int] = tuple(self.crop or self.train_set.shape)  # type: ignore[assignment]
         if self.crop is not None and any(
@@ -298,8 +300,12 @@ class SegmentationTrainer(Trainer[SegmentationTrial]):
 
     # ------------------------------------------------------------------ data
 
-    def _image_set(self, name: str, ids: NDArray[np.int64]) -> ImageSet:
-        return self.image_set(name, ids, classes=self.classes, dose=self.trial.dose)
+    def _image_set(
+        self, name: str, ids: NDArray[np.int64], *, fidelity: str | None = None
+    ) -> ImageSet:
+        return self.image_set(
+            name, ids, classes=self.classes, dose=self.trial.dose, fidelity=fidelity
+        )
 
     def _training_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
         """Augmented batches of this epoch and the seconds spent making each."""

@@ -125,8 +125,12 @@ class Trainer(ABC, Generic[TrialT]):
         *,
         classes: Sequence[str],
         dose: float | None = None,
+        fidelity: str | None = None,
     ) -> ImageSet:
         """Samples ``ids`` of dataset ``name`` with the trial's ``classes`` (and ``dose``).
+
+        ``fidelity`` takes the frames from the stored clean images of that HRTEM
+        fidelity level (``None``: the dataset's own images).
 
         An imported dataset (real images) is never re-noised: a trial's dose applies to
         simulations, whose clean frames are stored; adding counting noise to a recorded
@@ -142,6 +146,7 @@ class Trainer(ABC, Generic[TrialT]):
             dataset_classes=self.trial.datasets[name].classes,
             classes=classes,
             dose=dose,
+            fidelity=fidelity,
         )
 
     # --------------------------------------------------------------- epochs
