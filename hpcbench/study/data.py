@@ -424,7 +424,11 @@ class HRTEMSimulation(Spec):
     ``all``); each level of ``fidelities`` is stored too, as column ``clean_<level>``
     of the same structures and conditions, for a trial ``fidelity`` axis. The mask is
     the particle's exit-wave phase, blurred by ``mask_blur`` [Å] and thresholded at
-    ``mask_threshold`` [rad].
+    ``mask_threshold`` [rad]. The default π/24 suits Au: measured at 300 keV on 1.5–3 nm
+    spheres it covers 0.80–1.0 of the projected hull with at most 4 % of its area
+    outside (π/16: 0.45–0.91). The phase scales with the mean inner potential, so
+    lighter particles need less: CdSe reaches 0.86–1.0 (≤ 4 % outside) at π/48 for
+    1.5–3 nm, but none of a 1.5 nm particle at π/16.
     """
 
     method: Literal["hrtem"]
@@ -441,7 +445,7 @@ class HRTEMSimulation(Spec):
     fidelity: Fidelity = "all"
     fidelities: list[Fidelity] = Field(default_factory=list)
     mask_blur: NonNegativeFloat = 1.6
-    mask_threshold: Annotated[float, Field(gt=0.0, le=3.2)] = 0.19634954084936207
+    mask_threshold: Annotated[float, Field(gt=0.0, le=3.2)] = 0.1308996938995747  # π/24
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
