@@ -12,6 +12,11 @@ The structure is seed 001's kind: an Au icosahedron on an amorphous carbon slab,
 * a 5-level dose ablation and a 5-level defocus ablation of the stored exit waves
   (imaging only: :func:`clean_image` once and :func:`poisson_counts` five times; five
   :func:`clean_image` calls) ÷ one level;
+* what a dataset pays per structure (:mod:`hpcbench.simulate.hrtem_data`, a spherical
+  Au particle built by the study's own ``nanoparticle`` kind): exit waves and images for
+  seed 001's five fidelity levels (two multislice runs, static and frozen phonons, and
+  five imaging passes) ÷ one level (``all``: one run, one image); a 5-level dose
+  ablation (four more Poisson draws) ÷ one level;
 * on a CUDA device when one is present: the engine on the GPU ÷ the GPU FFT floor,
   per configuration.
 
@@ -35,6 +40,7 @@ from ase import Atoms
 from ase.cluster import Icosahedron
 
 from hpcbench.simulate._grid import grid_shape
+from hpcbench.simulate.corrupt import CorruptionParams, add_noise
 from hpcbench.simulate.hrtem import (
     ExitWaves,
     clean_image,
@@ -44,8 +50,14 @@ from hpcbench.simulate.hrtem import (
     poisson_counts,
     projected_potential,
 )
+from hpcbench.simulate.hrtem_data import (
+    draw_conditions,
+    fidelity_image,
+    simulate_structure_waves,
+)
 from hpcbench.simulate.stem import configure_threads
-from hpcbench.structures import amorphous_slab
+from hpcbench.structures import amorphous_slab, build_structure
+from hpcbench.study import FIDELITIES, HRTEMSimulation, NanoparticleStructure
 
 ENERGY = 300e3
 
@@ -203,6 +215,55 @@ def main() -> None:
         row("one image (clean + Poisson)", time_one, time_engine, "engine multislice")
         row("5-level dose ablation", best(dose_ablation, repeats), time_one, "one level")
         row("5-level defocus ablation", best(defocus_ablation, repeats), time_one, "one level")
+
+        diameter = 2.0 * shells + 4.0  # about the icosahedron's size [Å]
+        particle = build_structure(
+            NanoparticleStructure(
+                kind="nanoparticle",
+                diameter=diameter,
+                cell=(extent, extent),
+                support_thickness=thickness,
+            ),
+            rng=1,
+        )
+        levels = list(FIDELITIES)
+        single = HRTEMSimulation(
+            method="hrtem",
+            sampling=sampling,
+            frozen_phonons={"count": configurations},  # type: ignore[arg-type]
+            fidelity="all",
+        )
+        every = single.model_copy(update={"fidelities": levels[:-1]})
+        conditions = draw_conditions(single, np.random.default_rng(0))
+
+        def dataset(spec: HRTEMSimulation, doses: int = 1) -> None:
+            waves = simulate_structure_waves(particle, spec, pixel_size=0.2, seed=0)
+            for level in spec.levels:
+                clean = fidelity_image(waves, spec, conditions, level, pixel_size=0.2).array
+                for seed in range(doses):
+                    add_noise(
+                        clean, CorruptionParams(dose=400.0 * 2**seed), pixel_size=0.2, seed=seed
+                    )
+
+        dataset(single)  # warm
+        time_single = best(lambda: dataset(single), repeats)
+        print(
+            f"\na dataset's cost per structure ({len(particle)} atoms, Au {diameter:g} Å on "
+            f"{thickness:g} Å of carbon, exit waves of the particle alone included):"
+        )
+        row("one level (all effects): waves + image", time_single, time_single, "one level")
+        row(
+            "5-level fidelity ablation",
+            best(lambda: dataset(every), repeats),
+            time_single,
+            "one level",
+        )
+        row(
+            "5-level dose ablation (stored waves)",
+            best(lambda: dataset(single, 5), repeats),
+            time_single,
+            "one level",
+        )
 
         if torch.cuda.is_available():
             plane_wave_multislice(

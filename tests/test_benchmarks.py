@@ -37,6 +37,8 @@ RATIOS: dict[str, list[str]] = {
         rf"abTEM potentials \(all configurations\)\s+\S+ s\s+{NUMBER}x engine",
         rf"5-level dose ablation\s+\S+ s\s+{NUMBER}x one level",
         rf"5-level defocus ablation\s+\S+ s\s+{NUMBER}x one level",
+        rf"5-level fidelity ablation\s+\S+ s\s+{NUMBER}x one level",
+        rf"5-level dose ablation \(stored waves\)\s+\S+ s\s+{NUMBER}x one level",
     ],
     # The ratio column of the table: total / FFT floor.
     "bench_incoherent.py": [rf"^\s*\d+\s+\d+×\d+\s+\S+\s+\S+\s+\S+\s+{NUMBER}\s"],

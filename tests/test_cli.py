@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -600,3 +601,23 @@ def test_calibrate_prints_spacing_and_pixel_size(
     assert "\n" not in err
     assert main(["calibrate", str(tmp_path / "lattice.npy"), "--lattice", "gold"]) == 2
     assert "calibrate: lattice 'gold': not one of graphene" in capsys.readouterr().err
+
+
+def test_run_the_dacosta_hrtem_smoke_study(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seed 001's pipeline from the shipped study: HRTEM datasets, fidelity trials, report."""
+    monkeypatch.chdir(tmp_path)
+    study = str(STUDIES / "dacosta2024-hrtem.yaml")
+    assert main(["run", study, "--smoke", "--root", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "dataset=au fidelity=baseline" in out and "dataset=au fidelity=all" in out
+    report = tmp_path / "reports" / "dacosta2024-hrtem-smoke"
+    text = (report / "report.md").read_text()
+    assert "fidelity" in text
+    runs = pd.read_csv(report / "results.csv")
+    assert sorted(runs["fidelity"]) == ["all", "baseline"]
+    assert runs["test/cdse/f1"].between(0.0, 1.0).all()  # composition transfer is scored
+    (dataset,) = (tmp_path / "runs").glob("*/datasets/au-*")
+    assert main(["show", str(dataset), "--n", "4", "--out", str(tmp_path / "au.png")]) == 0
+    assert (tmp_path / "au.png").stat().st_size > 10_000

@@ -14,8 +14,8 @@ from hpcbench.simulate.hrtem_data import (
     simulate_structure_waves,
     wrap_crop,
 )
-from hpcbench.study import HRTEMSimulation, NanoparticleStructure
 from hpcbench.structures import build_structure
+from hpcbench.study import HRTEMSimulation, NanoparticleStructure
 
 PIXEL = 0.2
 
@@ -125,7 +125,7 @@ def test_conditions_are_seeded_draws_within_the_spec() -> None:
     assert -50 <= defocus.min() < -40 and 40 < defocus.max() <= 50
     assert all(0.1 <= c.plasmon <= 0.2 and c.focal_spread == 30.0 for c in draws)
     trefoil = np.array([c.aberrations["phi23"] for c in draws])
-    assert 0 <= trefoil.min() and trefoil.max() < 2 * np.pi / 3  # 3-fold: 120° covers it
+    assert trefoil.min() >= 0 and trefoil.max() < 2 * np.pi / 3  # 3-fold: 120° covers it
     assert set(first.as_columns()) == {
         "hrtem_defocus",
         "hrtem_Cs",

@@ -101,3 +101,40 @@ def test_too_many_defects() -> None:
     with pytest.raises(ValueError, match=r"cannot place 31 metal_vacancy .* 30 free") as info:
         build_structure(spec, rng=0)
     assert "\n" not in str(info.value)
+
+
+def test_nanoparticle_specs_draw_material_shape_size_and_support() -> None:
+    from hpcbench.study import NanoparticleStructure
+
+    spec = NanoparticleStructure(
+        kind="nanoparticle",
+        material=["Au", "CdSe"],
+        shape=["sphere", "icosahedron"],
+        diameter={"min": 12.0, "max": 16.0},  # type: ignore[arg-type]
+        planar_defects=1,
+        cell=(24.0, 24.0),
+        support_thickness={"min": 6.0, "max": 10.0},  # type: ignore[arg-type]
+    )
+    seen = set()
+    for seed in range(12):
+        atoms = build_structure(spec, rng=seed)
+        info = atoms.info
+        particle = atoms.arrays["label"] == 16
+        support = atoms.arrays["label"] == 15
+        assert particle.sum() > 20 and (particle | support).all()
+        assert 12.0 <= info["diameter"] <= 16.0 and 6.0 <= info["support_thickness"] <= 10.0
+        symbols = set(np.asarray(atoms.get_chemical_symbols())[particle])
+        assert symbols == ({"Cd", "Se"} if info["material"] == "CdSe" else {"Au"})
+        assert set(np.asarray(atoms.get_chemical_symbols())[support]) == {"C"}
+        # the particle sits on the support: its lowest atom near the local top surface
+        assert atoms.positions[particle, 2].min() > atoms.positions[support, 2].min() + 4.0
+        if info["material"] == "CdSe":
+            assert info["shape"] == "sphere" and info["planar_defect"] == "stacking_fault"
+        elif info["shape"] == "sphere":
+            assert info["planar_defect"] in ("twin", "stacking_fault")
+        else:
+            assert info["planar_defect"] == "none" and info["planar_defects"] == 0
+        seen.add((info["material"], info["shape"]))
+        again = build_structure(spec, rng=seed)
+        np.testing.assert_array_equal(again.positions, atoms.positions)
+    assert ("Au", "sphere") in seen and ("CdSe", "sphere") in seen and len(seen) >= 3
