@@ -611,7 +611,7 @@ def test_run_the_dacosta_hrtem_smoke_study(
     study = str(STUDIES / "dacosta2024-hrtem.yaml")
     assert main(["run", study, "--smoke", "--root", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
-    assert "dataset=au fidelity=baseline" in out and "dataset=au fidelity=all" in out
+    assert "fidelity=baseline" in out and "fidelity=all" in out
     report = tmp_path / "reports" / "dacosta2024-hrtem-smoke"
     text = (report / "report.md").read_text()
     assert "fidelity" in text
